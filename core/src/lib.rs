@@ -1,0 +1,21 @@
+//! ddns-core: ddnsd's pure logic, with no I/O, no clock and no randomness.
+//!
+//! - [`names`]: host labels and domain names, validated and canonical.
+//! - [`event`] and [`codec`]: every change as a versioned event, and its binary form in the log.
+//! - [`fold`]: [`State::apply`], the deterministic fold of events into devices and names.
+//! - [`zone`]: the live zone the DNS server reads, written by the projector one host at a time.
+//! - [`reply`]: the device API's reply codes.
+
+mod codec;
+mod event;
+mod fold;
+mod names;
+mod reply;
+mod zone;
+
+pub use codec::{DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event};
+pub use event::{DeviceId, Event, EventBody, EventId, Fields};
+pub use fold::{Applied, Device, Outcome, State};
+pub use names::{Fqdn, Label, NameError};
+pub use reply::Reply;
+pub use zone::{HostAddrs, LiveZone, Lookup, ZoneApex, normalize};

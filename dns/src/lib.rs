@@ -1,0 +1,1 @@
+//! ddns-dns (in progress)

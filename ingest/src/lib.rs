@@ -1,0 +1,1 @@
+//! ddns-ingest (in progress)

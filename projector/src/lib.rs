@@ -1,0 +1,1 @@
+//! ddns-projector (in progress)
