@@ -83,14 +83,27 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&event.id.0.to_be_bytes());
     out.extend_from_slice(&event.at_ms.to_be_bytes());
     match &event.body {
-        EventBody::DeviceAdd { device, zone, label, addr, user_agent, fields } => {
+        EventBody::DeviceAdd {
+            device,
+            zone,
+            label,
+            addr,
+            user_agent,
+            fields,
+        } => {
             put_device(&mut out, device, zone)?;
             put_str(&mut out, label.as_str(), "label")?;
             put_ip(&mut out, *addr);
             put_str(&mut out, user_agent, "user agent")?;
             put_fields(&mut out, fields)?;
         }
-        EventBody::DeviceUpdate { device, zone, addr, user_agent, fields } => {
+        EventBody::DeviceUpdate {
+            device,
+            zone,
+            addr,
+            user_agent,
+            fields,
+        } => {
             put_device(&mut out, device, zone)?;
             put_ip(&mut out, *addr);
             put_str(&mut out, user_agent, "user agent")?;
@@ -290,7 +303,9 @@ impl<'a> Reader<'a> {
 
     fn fields(&mut self) -> Result<Fields, DecodeError> {
         let count = u16::from_be_bytes(self.array()?);
-        (0..count).map(|_| Ok((self.str()?.into(), self.str()?.into()))).collect()
+        (0..count)
+            .map(|_| Ok((self.str()?.into(), self.str()?.into())))
+            .collect()
     }
 
     fn finish(self) -> Result<(), DecodeError> {
@@ -310,7 +325,10 @@ mod tests {
             id: EventId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
             at_ms: 1_700_000_000_000,
             body: EventBody::DeviceAdd {
-                device: DeviceId { vendor: "acme".into(), mac: "E0:46:9A:B8:1B:FC".into() },
+                device: DeviceId {
+                    vendor: "acme".into(),
+                    mac: "E0:46:9A:B8:1B:FC".into(),
+                },
                 zone: Fqdn::parse("dyn.example").expect("valid"),
                 label: Label::parse("cam42").expect("valid"),
                 addr: "192.0.2.7".parse().expect("valid"),
@@ -337,7 +355,10 @@ mod tests {
 
     #[test]
     fn golden_bytes_of_update_and_remove() {
-        let device = DeviceId { vendor: "v".into(), mac: "m".into() };
+        let device = DeviceId {
+            vendor: "v".into(),
+            mac: "m".into(),
+        };
         let zone = Fqdn::parse("z").expect("valid");
         let update = Event {
             id: EventId(1),
@@ -359,7 +380,11 @@ mod tests {
         assert_eq!(encode_event(&update), Ok(golden.clone()));
         assert_eq!(decode_event(&golden), Ok(update));
 
-        let remove = Event { id: EventId(1), at_ms: 2, body: EventBody::DeviceRemove { device, zone } };
+        let remove = Event {
+            id: EventId(1),
+            at_ms: 2,
+            body: EventBody::DeviceRemove { device, zone },
+        };
         let mut golden = vec![1, 3];
         golden.extend_from_slice(&1u128.to_be_bytes());
         golden.extend_from_slice(&2u64.to_be_bytes());
@@ -377,15 +402,25 @@ mod tests {
         bad_kind[1] = 77;
         assert_eq!(decode_event(&bad_kind), Err(DecodeError::UnknownKind(77)));
         for cut in 0..good.len() {
-            assert_eq!(decode_event(&good[..cut]), Err(DecodeError::Truncated), "cut at {cut}");
+            assert_eq!(
+                decode_event(&good[..cut]),
+                Err(DecodeError::Truncated),
+                "cut at {cut}"
+            );
         }
         let mut trailing = good.clone();
         trailing.push(0);
         assert_eq!(decode_event(&trailing), Err(DecodeError::TrailingBytes(1)));
-        let at = good.windows(5).position(|w| w == b"cam42").expect("label is in the bytes");
+        let at = good
+            .windows(5)
+            .position(|w| w == b"cam42")
+            .expect("label is in the bytes");
         let mut upper = good.clone();
         upper[at..at + 5].copy_from_slice(b"CAM42");
-        assert_eq!(decode_event(&upper), Err(DecodeError::BadName("CAM42".into())));
+        assert_eq!(
+            decode_event(&upper),
+            Err(DecodeError::BadName("CAM42".into()))
+        );
     }
 
     #[test]
@@ -401,6 +436,9 @@ mod tests {
         };
         let bytes = encode_device(&device).expect("encodes");
         assert_eq!(decode_device(&bytes), Ok(device));
-        assert_eq!(decode_device(&bytes[..bytes.len() - 1]), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode_device(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Truncated)
+        );
     }
 }

@@ -35,7 +35,10 @@ pub struct Device {
 impl Device {
     /// Its DNS records.
     pub fn addrs(&self) -> HostAddrs {
-        HostAddrs { v4: self.v4, v6: self.v6 }
+        HostAddrs {
+            v4: self.v4,
+            v6: self.v6,
+        }
     }
 
     /// The address of `addr`'s family, if the device has one.
@@ -128,9 +131,16 @@ impl State {
     /// Restores a device from a snapshot. Panics if that breaks an invariant: a snapshot that
     /// does is corrupt, and serving from it would be wrong.
     pub fn restore(&mut self, id: DeviceId, device: Device) {
-        assert!(device.v4.is_some() || device.v6.is_some(), "snapshot device without address");
+        assert!(
+            device.v4.is_some() || device.v6.is_some(),
+            "snapshot device without address"
+        );
         let previous_owner = self.owners.insert(device.fqdn.clone(), id.clone());
-        assert!(previous_owner.is_none(), "snapshot has two owners of {}", device.fqdn);
+        assert!(
+            previous_owner.is_none(),
+            "snapshot has two owners of {}",
+            device.fqdn
+        );
         let previous = self.devices.insert(id, device);
         assert!(previous.is_none(), "snapshot has a device twice");
     }
@@ -138,7 +148,14 @@ impl State {
     /// Applies one event: the fold.
     pub fn apply(&mut self, event: &Event) -> Applied {
         match &event.body {
-            EventBody::DeviceAdd { device, zone, label, addr, user_agent, fields } => {
+            EventBody::DeviceAdd {
+                device,
+                zone,
+                label,
+                addr,
+                user_agent,
+                fields,
+            } => {
                 let Ok(fqdn) = zone.child(label) else {
                     // Ingest validates the length; an event that still overflows claims nothing.
                     return unchanged(Outcome::NotFound);
@@ -184,7 +201,13 @@ impl State {
                     }
                 }
             }
-            EventBody::DeviceUpdate { device, addr, user_agent, fields, .. } => {
+            EventBody::DeviceUpdate {
+                device,
+                addr,
+                user_agent,
+                fields,
+                ..
+            } => {
                 let Some(existing) = self.devices.get_mut(device) else {
                     return unchanged(Outcome::NotFound);
                 };
@@ -209,9 +232,15 @@ impl State {
 }
 
 fn unchanged(outcome: Outcome) -> Applied {
-    Applied { outcome, changed_names: Vec::new() }
+    Applied {
+        outcome,
+        changed_names: Vec::new(),
+    }
 }
 
 fn changed(outcome: Outcome, changed_names: Vec<Fqdn>) -> Applied {
-    Applied { outcome, changed_names }
+    Applied {
+        outcome,
+        changed_names,
+    }
 }

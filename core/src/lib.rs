@@ -13,7 +13,9 @@ mod names;
 mod reply;
 mod zone;
 
-pub use codec::{DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event};
+pub use codec::{
+    DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event,
+};
 pub use event::{DeviceId, Event, EventBody, EventId, Fields};
 pub use fold::{Applied, Device, Outcome, State};
 pub use names::{Fqdn, Label, NameError};

@@ -63,7 +63,10 @@ fn check_label(label: &str) -> Result<(), NameError> {
     if label.len() > 63 {
         return Err(NameError::LabelTooLong);
     }
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
         return Err(NameError::BadChar(c));
     }
     if label.starts_with('-') || label.ends_with('-') {
@@ -130,7 +133,10 @@ mod tests {
 
     #[test]
     fn label_is_trimmed_and_case_folded() {
-        assert_eq!(Label::parse("  Cam-42 \t").map(|l| l.0), Ok("cam-42".into()));
+        assert_eq!(
+            Label::parse("  Cam-42 \t").map(|l| l.0),
+            Ok("cam-42".into())
+        );
     }
 
     #[test]
@@ -152,7 +158,9 @@ mod tests {
     fn fqdn_rules() {
         let zone = Fqdn::parse("Dyn.Example.").expect("valid");
         assert_eq!(zone.as_str(), "dyn.example");
-        let host = zone.child(&Label::parse("cam").expect("valid")).expect("fits");
+        let host = zone
+            .child(&Label::parse("cam").expect("valid"))
+            .expect("fits");
         assert_eq!(host.as_str(), "cam.dyn.example");
         assert!(host.is_within(&zone));
         assert!(zone.is_within(&zone));

@@ -88,8 +88,14 @@ mod tests {
             (Reply::Flood, "911"),
             (Reply::ServerError, "12"),
             (Reply::NotFound, "13"),
-            (Reply::Registered("192.0.2.1".parse().expect("valid")), "14|192.0.2.1"),
-            (Reply::Registered("2001:db8::1".parse().expect("valid")), "14|2001:db8::1"),
+            (
+                Reply::Registered("192.0.2.1".parse().expect("valid")),
+                "14|192.0.2.1",
+            ),
+            (
+                Reply::Registered("2001:db8::1".parse().expect("valid")),
+                "14|2001:db8::1",
+            ),
             (Reply::Deleted, "15"),
             (Reply::DeleteFailed, "16"),
         ];

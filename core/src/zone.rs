@@ -86,7 +86,11 @@ pub struct LiveZone {
 impl LiveZone {
     /// An empty zone set serving `apexes`.
     pub fn new(apexes: Vec<ZoneApex>) -> LiveZone {
-        LiveZone { apexes, hosts: DashMap::new(), serial: AtomicU32::new(0) }
+        LiveZone {
+            apexes,
+            hosts: DashMap::new(),
+            serial: AtomicU32::new(0),
+        }
     }
 
     /// The configured zones.
@@ -175,15 +179,24 @@ mod tests {
         let v4 = Some(Ipv4Addr::new(192, 0, 2, 1));
         zone.set(&fqdn("cam.dyn.example"), HostAddrs { v4, v6: None });
         assert_eq!(zone.lookup("org"), Lookup::Refused);
-        assert_eq!(zone.lookup("xdyn.example").clone(), Lookup::NxDomain(&zone.apexes()[0]));
+        assert_eq!(
+            zone.lookup("xdyn.example").clone(),
+            Lookup::NxDomain(&zone.apexes()[0])
+        );
         assert_eq!(zone.lookup("dyn.example"), Lookup::Apex(&zone.apexes()[1]));
         assert_eq!(
             zone.lookup("cam.dyn.example"),
             Lookup::Host(&zone.apexes()[1], HostAddrs { v4, v6: None })
         );
-        assert_eq!(zone.lookup(&normalize("CAM.Dyn.Example.")), zone.lookup("cam.dyn.example"));
+        assert_eq!(
+            zone.lookup(&normalize("CAM.Dyn.Example.")),
+            zone.lookup("cam.dyn.example")
+        );
         zone.set(&fqdn("cam.dyn.example"), HostAddrs::default());
-        assert_eq!(zone.lookup("cam.dyn.example"), Lookup::NxDomain(&zone.apexes()[1]));
+        assert_eq!(
+            zone.lookup("cam.dyn.example"),
+            Lookup::NxDomain(&zone.apexes()[1])
+        );
         assert!(zone.is_empty());
     }
 }

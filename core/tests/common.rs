@@ -1,0 +1,97 @@
+//! Shared by the fold's property tests and the fleet simulation.
+#![allow(dead_code, missing_docs)]
+
+use std::net::IpAddr;
+
+use ddns_core::{DeviceId, Event, EventBody, EventId, Fqdn, Label, State, encode_device};
+
+pub fn zone() -> Fqdn {
+    Fqdn::parse("dyn.example").expect("valid zone")
+}
+
+pub fn device(n: u32) -> DeviceId {
+    DeviceId {
+        vendor: "acme".into(),
+        mac: format!("00:00:{n:08X}"),
+    }
+}
+
+pub fn add(id: u128, dev: u32, label: &str, addr: IpAddr) -> Event {
+    Event {
+        id: EventId(id),
+        at_ms: id as u64,
+        body: EventBody::DeviceAdd {
+            device: device(dev),
+            zone: zone(),
+            label: Label::parse(label).expect("valid label"),
+            addr,
+            user_agent: "Acme - Cam - 1".into(),
+            fields: vec![],
+        },
+    }
+}
+
+pub fn update(id: u128, dev: u32, addr: IpAddr) -> Event {
+    Event {
+        id: EventId(id),
+        at_ms: id as u64,
+        body: EventBody::DeviceUpdate {
+            device: device(dev),
+            zone: zone(),
+            addr,
+            user_agent: "Acme - Cam - 1".into(),
+            fields: vec![],
+        },
+    }
+}
+
+pub fn remove(id: u128, dev: u32) -> Event {
+    Event {
+        id: EventId(id),
+        at_ms: id as u64,
+        body: EventBody::DeviceRemove {
+            device: device(dev),
+            zone: zone(),
+        },
+    }
+}
+
+/// The state as the projector would persist it: device records sorted by key, encoded.
+pub fn snapshot_bytes(state: &State) -> Vec<u8> {
+    let mut rows: Vec<_> = state
+        .devices()
+        .map(|(id, d)| {
+            (
+                format!("{}\0{}", id.vendor, id.mac),
+                encode_device(d).expect("encodes"),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows.into_iter()
+        .flat_map(|(k, v)| k.into_bytes().into_iter().chain(v))
+        .collect()
+}
+
+/// Checks every invariant the fold promises.
+pub fn check_invariants(state: &State) {
+    for (id, device) in state.devices() {
+        assert_eq!(
+            state.owner(&device.fqdn),
+            Some(id),
+            "owner of {} is not its device",
+            device.fqdn
+        );
+        assert!(
+            device.v4.is_some() || device.v6.is_some(),
+            "{} has no address",
+            device.fqdn
+        );
+        assert!(device.fqdn.is_within(&zone()));
+    }
+    // Every name has one owner and every device one name: the counts agree only if owners
+    // map names to devices one to one (the loop above showed each device's name maps back).
+    let names: std::collections::HashSet<_> =
+        state.devices().map(|(_, d)| d.fqdn.clone()).collect();
+    assert_eq!(names.len(), state.len(), "two devices share a name");
+}
