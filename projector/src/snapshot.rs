@@ -1,0 +1,118 @@
+//! The RocksDB snapshot.
+//!
+//! Keys:
+//! - `d` vendor `\0` mac → a device record (`ddns_core::encode_device`);
+//! - `p` → the log position the devices reflect (`LogPosition::encode`).
+//!
+//! Invariant: every write puts the changed devices and the position in one `WriteBatch`, so
+//! the stored devices are always exactly the fold of the log up to the stored position.
+
+use std::path::Path;
+
+use ddns_core::{Device, DeviceId, decode_device, encode_device};
+use ddns_log::LogPosition;
+use rocksdb::{DB, IteratorMode, Options, WriteBatch};
+
+const DEVICE_PREFIX: u8 = b'd';
+const POSITION_KEY: &[u8] = b"p";
+
+/// Why the snapshot could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored record does not decode: the snapshot is corrupt (delete it to rebuild from the log).
+    #[error("corrupt snapshot record {key:?}: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A device could not be encoded.
+    #[error("encoding a device: {0}")]
+    Encode(#[from] ddns_core::EncodeError),
+}
+
+pub(crate) struct Snapshot {
+    db: DB,
+}
+
+impl Snapshot {
+    pub(crate) fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_compression_type(rocksdb::DBCompressionType::None);
+        Ok(Snapshot {
+            db: DB::open(&options, dir)?,
+        })
+    }
+
+    /// Calls `each` for every stored device; returns the stored position.
+    pub(crate) fn load(
+        &self,
+        mut each: impl FnMut(DeviceId, Device),
+    ) -> Result<LogPosition, SnapshotError> {
+        let start = [DEVICE_PREFIX];
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if key.first() != Some(&DEVICE_PREFIX) {
+                break;
+            }
+            let corrupt = |reason: String| SnapshotError::Corrupt {
+                key: String::from_utf8_lossy(&key).into(),
+                reason,
+            };
+            let id = decode_key(&key[1..]).ok_or_else(|| corrupt("bad device key".into()))?;
+            let device = decode_device(&value).map_err(|e| corrupt(e.to_string()))?;
+            each(id, device);
+        }
+        match self.db.get(POSITION_KEY)? {
+            Some(bytes) => LogPosition::decode(&bytes).map_err(|e| SnapshotError::Corrupt {
+                key: "p".into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(LogPosition::default()),
+        }
+    }
+
+    /// Stores the devices (None = deleted) and the position in one atomic write.
+    pub(crate) fn write<'a>(
+        &self,
+        position: &LogPosition,
+        devices: impl Iterator<Item = (&'a DeviceId, Option<&'a Device>)>,
+    ) -> Result<(), SnapshotError> {
+        let mut batch = WriteBatch::default();
+        for (id, device) in devices {
+            let key = encode_key(id);
+            match device {
+                Some(device) => batch.put(&key, encode_device(device)?),
+                None => batch.delete(&key),
+            }
+        }
+        batch.put(POSITION_KEY, position.encode());
+        self.db.write(batch)?;
+        Ok(())
+    }
+}
+
+fn encode_key(id: &DeviceId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + id.vendor.len() + id.mac.len());
+    key.push(DEVICE_PREFIX);
+    key.extend_from_slice(id.vendor.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.mac.as_bytes());
+    key
+}
+
+fn decode_key(rest: &[u8]) -> Option<DeviceId> {
+    let split = rest.iter().position(|&b| b == 0)?;
+    let vendor = std::str::from_utf8(&rest[..split]).ok()?.into();
+    let mac = std::str::from_utf8(&rest[split + 1..]).ok()?.into();
+    Some(DeviceId { vendor, mac })
+}

@@ -1,0 +1,176 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ddns_core::{
+    DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, Lookup, Outcome,
+    ZoneApex, encode_event,
+};
+use ddns_log::{EventLog, LocalLog, LocalLogConfig, MemLog};
+
+use super::*;
+
+fn zone() -> Arc<LiveZone> {
+    let origin = Fqdn::parse("dyn.example").expect("valid");
+    Arc::new(LiveZone::new(vec![ZoneApex::with_defaults(origin, 60)]))
+}
+
+fn add(id: u128, mac: &str, label: &str, addr: &str) -> Event {
+    Event {
+        id: EventId(id),
+        at_ms: 1,
+        body: EventBody::DeviceAdd {
+            device: DeviceId {
+                vendor: "acme".into(),
+                mac: mac.into(),
+            },
+            zone: Fqdn::parse("dyn.example").expect("valid"),
+            label: Label::parse(label).expect("valid"),
+            addr: addr.parse().expect("valid"),
+            user_agent: String::new(),
+            fields: vec![],
+        },
+    }
+}
+
+async fn append(log: &dyn EventLog, event: &Event) {
+    let payload = Bytes::from(encode_event(event).expect("encodes"));
+    log.append(event.key(), payload).await.expect("appended");
+}
+
+/// Appends, then waits for the fold's outcome, as ingest does.
+async fn request(view: &ProjectorView, log: &dyn EventLog, event: &Event) -> Outcome {
+    let waiter = view.expect(event.id);
+    append(log, event).await;
+    tokio::time::timeout(Duration::from_secs(10), waiter.outcome())
+        .await
+        .expect("outcome within 10 s")
+        .expect("projector running")
+}
+
+fn v4(zone: &LiveZone, name: &str) -> Option<IpAddr> {
+    match zone.lookup(name) {
+        Lookup::Host(_, HostAddrs { v4, .. }) => v4.map(IpAddr::V4),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn outcomes_reach_the_requester_and_the_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    let zone = zone();
+    let projector = Projector::open(dir.path(), zone.clone()).expect("opens");
+    let view = projector.view();
+    tokio::spawn(projector.run(log.clone()));
+
+    let fqdn = Fqdn::parse("cam.dyn.example").expect("valid");
+    assert_eq!(
+        request(&view, &*log, &add(1, "A", "cam", "192.0.2.1")).await,
+        Outcome::Created(fqdn)
+    );
+    assert_eq!(
+        v4(&zone, "cam.dyn.example"),
+        Some("192.0.2.1".parse().expect("valid"))
+    );
+    assert_eq!(
+        request(&view, &*log, &add(2, "B", "cam", "192.0.2.2")).await,
+        Outcome::NameTaken
+    );
+    assert_eq!(
+        request(&view, &*log, &add(3, "A", "cam", "192.0.2.3")).await,
+        Outcome::Modified
+    );
+    assert_eq!(
+        v4(&zone, "cam.dyn.example"),
+        Some("192.0.2.3".parse().expect("valid"))
+    );
+    assert_eq!(zone.serial(), 3, "serial follows the applied position");
+}
+
+#[tokio::test]
+async fn racing_adds_for_one_name_get_one_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    let projector = Projector::open(dir.path(), zone()).expect("opens");
+    let view = projector.view();
+    tokio::spawn(projector.run(log.clone()));
+    let mut tasks = Vec::new();
+    for i in 0..20u128 {
+        let (view, log) = (view.clone(), log.clone());
+        tasks.push(tokio::spawn(async move {
+            request(&view, &*log, &add(i, &format!("M{i}"), "race", "192.0.2.9")).await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Outcome::Created(_) => created += 1,
+            Outcome::NameTaken => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn a_restart_loads_the_snapshot_and_replays_only_the_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> =
+        Arc::new(LocalLog::open(log_dir.path(), LocalLogConfig::default()).expect("log opens"));
+    {
+        let projector = Projector::open(dir.path(), zone()).expect("opens");
+        let view = projector.view();
+        let task = tokio::spawn(projector.run(log.clone()));
+        for i in 0..50u128 {
+            request(
+                &view,
+                &*log,
+                &add(i, &format!("M{i}"), &format!("h{i}"), "192.0.2.1"),
+            )
+            .await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    // Ten more events while the projector is down: the tail.
+    for i in 50..60u128 {
+        append(
+            &*log,
+            &add(i, &format!("M{i}"), &format!("h{i}"), "192.0.2.1"),
+        )
+        .await;
+    }
+    let zone = zone();
+    let projector = Projector::open(dir.path(), zone.clone()).expect("reopens");
+    assert_eq!(projector.position().offsets(), &[50]);
+    assert_eq!(zone.len(), 50, "the snapshot alone restores the zone");
+    let view = projector.view();
+    tokio::spawn(projector.run(log.clone()));
+    let end = log.end().await.expect("end");
+    tokio::time::timeout(Duration::from_secs(10), view.wait_applied(&end))
+        .await
+        .expect("caught up");
+    assert_eq!(zone.len(), 60);
+    assert_eq!(view.stats().records_read, 10, "only the tail is replayed");
+    assert_eq!(view.with_state(|s| s.len()), 60);
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_skipped_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    let zone = zone();
+    let projector = Projector::open(dir.path(), zone.clone()).expect("opens");
+    let view = projector.view();
+    tokio::spawn(projector.run(log.clone()));
+    log.append(b"dyn.example", Bytes::from_static(b"\x01\x01garbage"))
+        .await
+        .expect("appended");
+    request(&view, &*log, &add(7, "A", "ok", "192.0.2.1")).await;
+    assert_eq!(view.stats().undecodable, 1);
+    assert_eq!(zone.len(), 1);
+    assert_eq!(view.applied().offsets(), &[2]);
+}
