@@ -1,0 +1,209 @@
+//! The writer thread of a [`LocalLog`](super::LocalLog): group commit.
+//!
+//! Appenders queue a [`Pending`] on a channel and await its reply. The thread takes everything
+//! queued, encodes it into one buffer, writes it with one `pwrite` (two around a segment
+//! rollover), calls `fdatasync` once, and only then indexes the records, advances the durable end
+//! and replies. While it waits for the disk, the next batch queues up, so the number of syncs
+//! grows with the time spent syncing, not with the number of appenders.
+
+use std::{
+    fs::File,
+    io,
+    os::unix::fs::FileExt,
+    sync::{Arc, atomic::Ordering, mpsc},
+};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    Shared,
+    format::{HEADER_LEN, encode_frame, frame_len},
+    recover::{SYNCS_PER_SEGMENT, create_segment},
+};
+use crate::{AppendError, Appended};
+
+/// A batch stops taking queued appends once it holds this many bytes of records, bounding the
+/// buffer and the latency of the first appender in it.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// One queued append.
+pub(crate) struct Pending {
+    pub(crate) key: Bytes,
+    pub(crate) payload: Bytes,
+    pub(crate) reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// The state owned by the writer thread.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    requests: mpsc::Receiver<Pending>,
+    /// The durable end. Readers hold receivers; dropping it (when the thread ends) closes them.
+    durable: watch::Sender<u64>,
+    /// The directory lock, held as long as anything may write.
+    _lock: File,
+    /// The segment being appended to.
+    active: Arc<File>,
+    /// Its base offset.
+    base: u64,
+    /// Its length: every byte of it is durable.
+    len: u64,
+    /// The next offset to assign.
+    next: u64,
+    /// Reused across batches: the encoded frames, the queued appends, `(segment base, frame
+    /// length)` of each record written.
+    buf: Vec<u8>,
+    batch: Vec<Pending>,
+    placed: Vec<(u64, u64)>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        requests: mpsc::Receiver<Pending>,
+        durable: watch::Sender<u64>,
+        lock: File,
+    ) -> Self {
+        let (active, base, len, next) = {
+            let index = shared.index.read().expect("log index lock poisoned");
+            let active = index
+                .segments
+                .last()
+                .expect("recovery leaves at least one segment");
+            (
+                Arc::clone(&active.file),
+                active.base,
+                active.len,
+                active.end,
+            )
+        };
+        Writer {
+            shared,
+            requests,
+            durable,
+            _lock: lock,
+            active,
+            base,
+            len,
+            next,
+            buf: Vec::new(),
+            batch: Vec::new(),
+            placed: Vec::new(),
+        }
+    }
+
+    /// Commits batches until every [`LocalLog`](super::LocalLog) handle is gone.
+    pub(crate) fn run(mut self) {
+        while let Ok(first) = self.requests.recv() {
+            let mut bytes = first.key.len() + first.payload.len();
+            self.batch.push(first);
+            while bytes < MAX_BATCH_BYTES {
+                let Ok(pending) = self.requests.try_recv() else {
+                    break;
+                };
+                bytes += pending.key.len() + pending.payload.len();
+                self.batch.push(pending);
+            }
+            match self.commit() {
+                Ok(first_offset) => self.acknowledge(first_offset),
+                Err(error) => return self.fail(error),
+            }
+        }
+    }
+
+    /// Writes and syncs the batch, then publishes it. Returns the offset of its first record.
+    fn commit(&mut self) -> io::Result<u64> {
+        let first_offset = self.next;
+        let segment_bytes = self.shared.config.segment_bytes;
+        let mut new_segments = Vec::new();
+        let mut file = Arc::clone(&self.active);
+        let mut base = self.base;
+        // Where `buf` goes in `file`.
+        let mut buf_pos = self.len;
+        let mut next = self.next;
+        self.buf.clear();
+        self.placed.clear();
+        for pending in &self.batch {
+            let frame_len = frame_len(pending.key.len(), pending.payload.len()) as u64;
+            let segment_len = buf_pos + self.buf.len() as u64;
+            // Roll over when this record would overflow a segment that has records; a record
+            // larger than a segment gets a segment of its own.
+            if segment_len > HEADER_LEN && segment_len + frame_len > segment_bytes {
+                if !self.buf.is_empty() {
+                    file.write_all_at(&self.buf, buf_pos)?;
+                    sync_data(&file, &self.shared)?;
+                    self.buf.clear();
+                }
+                let segment = create_segment(&self.shared.dir, next)?;
+                self.shared.count_syncs(SYNCS_PER_SEGMENT);
+                file = Arc::clone(&segment.file);
+                base = next;
+                buf_pos = HEADER_LEN;
+                new_segments.push(segment);
+            }
+            encode_frame(&mut self.buf, next, &pending.key, &pending.payload);
+            self.placed.push((base, frame_len));
+            next += 1;
+        }
+        if !self.buf.is_empty() {
+            file.write_all_at(&self.buf, buf_pos)?;
+            sync_data(&file, &self.shared)?;
+        }
+
+        // Durable. Index first, so a reader woken by the new end finds the records.
+        {
+            let mut index = self.shared.index.write().expect("log index lock poisoned");
+            index.segments.extend(new_segments);
+            for &(base, frame_len) in &self.placed {
+                index.segment_mut(base).push(frame_len);
+            }
+        }
+        self.active = file;
+        self.base = base;
+        self.len = buf_pos + self.buf.len() as u64;
+        self.next = next;
+        self.durable.send_replace(next);
+        Ok(first_offset)
+    }
+
+    /// Replies to every appender of the committed batch.
+    fn acknowledge(&mut self, first_offset: u64) {
+        let count = self.batch.len() as u64;
+        self.shared.appends.fetch_add(count, Ordering::Relaxed);
+        metrics::histogram!("ddns_log_group_commit_size").record(count as f64);
+        for (offset, pending) in (first_offset..).zip(self.batch.drain(..)) {
+            // An appender that stopped waiting still has its record appended.
+            let _ = pending.reply.send(Ok(Appended {
+                partition: 0,
+                offset,
+            }));
+        }
+    }
+
+    /// After a failed write or sync nothing more may be acknowledged: the failed batch may be
+    /// partly on disk, and after a failed `fsync` the kernel may have dropped the dirty pages
+    /// while marking them clean, so a retry could "succeed" without the data.
+    fn fail(mut self, error: io::Error) {
+        tracing::error!(
+            error = %error,
+            dir = %self.shared.dir.display(),
+            "log write failed: refusing every further append until restarted"
+        );
+        self.shared.failed.store(true, Ordering::SeqCst);
+        let error = Arc::new(error);
+        for pending in self.batch.drain(..) {
+            let _ = pending.reply.send(Err(AppendError::Io(Arc::clone(&error))));
+        }
+        // Appenders that queued before they could see `failed`.
+        while let Ok(pending) = self.requests.recv() {
+            let _ = pending.reply.send(Err(AppendError::Closed));
+        }
+    }
+}
+
+/// `fdatasync`, counted.
+fn sync_data(file: &File, shared: &Shared) -> io::Result<()> {
+    file.sync_data()?;
+    shared.count_syncs(1);
+    Ok(())
+}
