@@ -1,1 +1,24 @@
-//! ddns-ingest (in progress)
+//! ddns-ingest: the HTTP front door for devices.
+//!
+//! A request flows through [`DeviceApi`]: its source address is charged against the flood
+//! quotas, its credential opened, its fields validated; what needs no change is answered from
+//! the projector's state, anything else becomes an event appended to the log, and the reply is
+//! the outcome the fold gave that event once it is durable and applied.
+//!
+//! - [`DeviceApi`]: the device API's routes (`add`, `update`, `remove`, `ipcheck`, `ipdetect`).
+//! - [`TokenBook`]: the device credential (`mac=TOKEN`), its wire format and key rotation.
+//! - [`FloodGuard`]: the per-source and per-device quotas behind reply `911`.
+
+mod device_api;
+mod flood;
+mod source;
+mod token;
+
+pub use device_api::{DeviceApi, IngestConfig, IngestError, VendorConfig};
+pub use source::{Cidr, CidrError, client_addr};
+
+pub use flood::{FloodConfig, FloodGuard};
+pub use token::{
+    Credential, FUTURE_SKEW_SECS, KeyError, MAC_LEN_MAX, REPLAY_CACHE_MAX, TOKEN_LEN_MAX,
+    TokenBook, TokenError, VendorCredentials, VendorKey,
+};

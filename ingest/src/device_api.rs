@@ -1,0 +1,584 @@
+//! The device API (SPEC §2): `add`, `update`, `remove`, `ipcheck` and `ipdetect`, on the seed's
+//! `.aspx` paths, answering `text/plain` reply codes.
+//!
+//! Each request runs the same steps: charge the source address (911), open the credential
+//! (02), validate the fields (01, 04), charge the device (911), answer from memory what needs
+//! no change (08, 13, 14), and otherwise append an event and wait until the fold has applied
+//! it, replying with the outcome the fold gave it. The append returns only once the event is
+//! durable, so a success reply is never sent for an update that could be lost.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use ddns_core::{
+    DeviceId, Event, EventBody, EventId, Fields, Fqdn, Label, Outcome, Reply, encode_event,
+};
+use ddns_log::EventLog;
+use ddns_projector::ProjectorView;
+use serde::Deserialize;
+
+use crate::flood::{FloodConfig, FloodGuard};
+use crate::source::{Cidr, client_addr};
+use crate::token::{Credential, KeyError, TokenBook, VendorCredentials, VendorKey};
+
+/// Longest User-Agent stored with a device; the rest is cut.
+const USER_AGENT_MAX: usize = 256;
+/// Longest value of a vendor field stored with a device; the rest is cut.
+const FIELD_VALUE_MAX: usize = 128;
+
+/// One vendor: its zone, its keys, and what its devices may send.
+#[derive(Clone, Debug, Deserialize)]
+pub struct VendorConfig {
+    /// The vendor's name (the `--vendor` of `ddnsd cipher`).
+    pub name: String,
+    /// The zone its devices' names are created in.
+    pub zone: String,
+    /// Its keys; tokens sealed with any of them open.
+    pub keys: Vec<VendorKey>,
+    /// When set, tokens must carry an issue time no older than this, and each opens only once.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+    /// Extra query parameters stored with the device (`port`, `fw`, `hw`, …).
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// Settings of the HTTP front door.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Peers whose `X-Forwarded-For` is believed (`10.0.0.0/8`, `::1`).
+    pub trusted_proxies: Vec<String>,
+    /// Flood quotas.
+    pub flood: FloodConfig,
+    /// How long a request waits for its event to be durable and folded before answering `12`.
+    pub reply_timeout_ms: u64,
+    /// Serves `/cipher.aspx?mac=…&vendor=…`, which seals any MAC: for test beds only.
+    pub cipher_form: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            trusted_proxies: Vec::new(),
+            flood: FloodConfig::default(),
+            reply_timeout_ms: 10_000,
+            cipher_form: false,
+        }
+    }
+}
+
+/// Why the front door could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// A vendor key is malformed or duplicated.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A vendor's zone is not a valid domain name.
+    #[error("vendor {vendor}: zone {zone:?}: {reason}")]
+    Zone {
+        /// The vendor.
+        vendor: String,
+        /// The configured zone.
+        zone: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A trusted proxy is not an address or block.
+    #[error(transparent)]
+    Proxy(#[from] crate::source::CidrError),
+}
+
+struct Vendor {
+    zone: Fqdn,
+    fields: Vec<String>,
+}
+
+/// The device API, ready to serve: build it with [`DeviceApi::new`], serve [`DeviceApi::router`].
+pub struct DeviceApi {
+    tokens: TokenBook,
+    flood: FloodGuard,
+    vendors: HashMap<String, Vendor>,
+    trusted: Vec<Cidr>,
+    log: Arc<dyn EventLog>,
+    view: ProjectorView,
+    reply_timeout: Duration,
+    cipher_form: bool,
+    /// Event ids are this process's random prefix and a counter: unique across nodes and restarts.
+    id_prefix: u64,
+    id_counter: AtomicU64,
+}
+
+impl DeviceApi {
+    /// Builds the API over `log` (where events go) and `view` (the fold's results).
+    pub fn new(
+        config: &IngestConfig,
+        vendors: &[VendorConfig],
+        log: Arc<dyn EventLog>,
+        view: ProjectorView,
+    ) -> Result<DeviceApi, IngestError> {
+        let tokens = TokenBook::new(
+            vendors
+                .iter()
+                .map(|v| VendorCredentials {
+                    vendor: v.name.clone(),
+                    keys: v.keys.clone(),
+                    max_age_secs: v.max_age_secs,
+                })
+                .collect(),
+        )?;
+        let vendors = vendors
+            .iter()
+            .map(|v| {
+                let zone = Fqdn::parse(&v.zone).map_err(|e| IngestError::Zone {
+                    vendor: v.name.clone(),
+                    zone: v.zone.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok((
+                    v.name.clone(),
+                    Vendor {
+                        zone,
+                        fields: v.fields.clone(),
+                    },
+                ))
+            })
+            .collect::<Result<_, IngestError>>()?;
+        let trusted = config
+            .trusted_proxies
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()?;
+        Ok(DeviceApi {
+            tokens,
+            flood: FloodGuard::new(&config.flood),
+            vendors,
+            trusted,
+            log,
+            view,
+            reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+            cipher_form: config.cipher_form,
+            id_prefix: rand::random(),
+            id_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The credentials, for `ddnsd cipher`.
+    pub fn tokens(&self) -> &TokenBook {
+        &self.tokens
+    }
+
+    /// Drops idle flood-control keys; call it every minute or so.
+    pub fn prune(&self) {
+        self.flood.prune();
+    }
+
+    /// The routes, on the seed's paths. Serve with connect info (`into_make_service_with_connect_info::<SocketAddr>()`).
+    pub fn router(self: Arc<Self>) -> Router {
+        let router = Router::new()
+            .route("/add.aspx", get(add))
+            .route("/update.aspx", get(update))
+            .route("/remove.aspx", get(remove))
+            .route("/ipcheck.aspx", get(ipcheck))
+            .route("/ipdetect.aspx", get(ipdetect));
+        let router = if self.cipher_form {
+            router.route("/cipher.aspx", get(cipher))
+        } else {
+            router
+        };
+        router.with_state(self)
+    }
+
+    fn next_event_id(&self) -> EventId {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        EventId((u128::from(self.id_prefix) << 64) | u128::from(n))
+    }
+
+    /// Appends `body` and waits for the fold's outcome; `None` if it cannot say in time.
+    async fn commit(&self, body: EventBody) -> Option<Outcome> {
+        let event = Event {
+            id: self.next_event_id(),
+            at_ms: now_ms(),
+            body,
+        };
+        let payload = match encode_event(&event) {
+            Ok(payload) => Bytes::from(payload),
+            Err(error) => {
+                tracing::warn!(%error, "event does not encode");
+                return None;
+            }
+        };
+        let waiter = self.view.expect(event.id);
+        let started = std::time::Instant::now();
+        if let Err(error) = self.log.append(event.key(), payload).await {
+            tracing::error!(%error, "append failed");
+            return None;
+        }
+        let outcome = tokio::time::timeout(self.reply_timeout, waiter.outcome())
+            .await
+            .ok()
+            .flatten();
+        metrics::histogram!("ddns_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+        if outcome.is_none() {
+            tracing::error!(id = ?event.id, "durable event not folded in time");
+        }
+        outcome
+    }
+}
+
+/// A request's parameters: first occurrence of each name wins.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What every device request has: who sent it and with which credential.
+struct DeviceRequest {
+    source: IpAddr,
+    credential: Credential,
+    params: Params,
+    user_agent: String,
+}
+
+/// A reply as the device reads it: always HTTP 200 with the code as the body (devices in the
+/// field read the body, whatever the status).
+struct ReplyText(String);
+
+impl IntoResponse for ReplyText {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.0,
+        )
+            .into_response()
+    }
+}
+
+fn reply(path: &'static str, reply: Reply) -> ReplyText {
+    let text = reply.to_string();
+    let code = text.split('|').next().unwrap_or_default().to_owned();
+    metrics::counter!("ddns_ingest_replies_total", "path" => path, "code" => code).increment(1);
+    ReplyText(text)
+}
+
+/// Charges the source and opens the credential: the steps every device path shares.
+fn admit(
+    api: &DeviceApi,
+    path: &'static str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    params: Vec<(String, String)>,
+) -> Result<DeviceRequest, ReplyText> {
+    let source = source_of(api, peer, headers);
+    if !api.flood.allow_source(source) {
+        metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
+        return Err(reply(path, Reply::Flood));
+    }
+    let params = Params(params);
+    let token = params.get("mac").unwrap_or_default();
+    let credential = match api.tokens.open(token, now_ms() / 1000) {
+        Ok(credential) if api.vendors.contains_key(&credential.vendor) => credential,
+        Ok(_) => return Err(reply(path, Reply::InvalidMac)),
+        Err(error) => {
+            tracing::debug!(%source, %error, "credential refused");
+            metrics::counter!("ddns_ingest_bad_credentials_total").increment(1);
+            return Err(reply(path, Reply::InvalidMac));
+        }
+    };
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate(ua.trim(), USER_AGENT_MAX))
+        .unwrap_or_default();
+    Ok(DeviceRequest {
+        source,
+        credential,
+        params,
+        user_agent,
+    })
+}
+
+fn source_of(api: &DeviceApi, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    client_addr(peer.ip(), forwarded, &api.trusted)
+}
+
+impl DeviceRequest {
+    fn device(&self) -> DeviceId {
+        DeviceId {
+            vendor: self.credential.vendor.clone(),
+            mac: self.credential.mac.clone(),
+        }
+    }
+
+    /// `myip`, or the source address when absent; `None` if it is not an address we accept.
+    fn addr(&self) -> Option<IpAddr> {
+        match self.params.get("myip").map(str::trim) {
+            None | Some("") => Some(self.source),
+            Some(text) => text
+                .parse::<IpAddr>()
+                .ok()
+                .map(|a| a.to_canonical())
+                .filter(|a| usable(*a)),
+        }
+    }
+
+    fn fields(&self, vendor: &Vendor) -> Fields {
+        vendor
+            .fields
+            .iter()
+            .filter_map(|name| {
+                let value = self.params.get(name)?;
+                let clean: String = value.trim().chars().filter(|c| !c.is_control()).collect();
+                Some((name.clone(), truncate(&clean, FIELD_VALUE_MAX)))
+            })
+            .collect()
+    }
+
+    fn allow_device(&self, api: &DeviceApi, path: &'static str) -> Result<(), ReplyText> {
+        if api
+            .flood
+            .allow_device(&self.credential.vendor, &self.credential.mac)
+        {
+            Ok(())
+        } else {
+            metrics::counter!("ddns_ingest_floods_total", "scope" => "device").increment(1);
+            Err(reply(path, Reply::Flood))
+        }
+    }
+}
+
+/// An address a host record may hold: not unspecified, multicast or broadcast.
+fn usable(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn add(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ReplyText {
+    const PATH: &str = "add";
+    let request = match admit(&api, PATH, peer, &headers, params) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let vendor = &api.vendors[&request.credential.vendor];
+    let label = match Label::parse(request.params.get("dm").unwrap_or_default()) {
+        Ok(label) => label,
+        Err(_) => return reply(PATH, Reply::InvalidHostname),
+    };
+    let Ok(fqdn) = vendor.zone.child(&label) else {
+        return reply(PATH, Reply::InvalidHostname);
+    };
+    let Some(addr) = request.addr() else {
+        return reply(PATH, Reply::InvalidIp);
+    };
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
+    }
+    let device = request.device();
+    // Answered from memory when the fold would change nothing: no event for a no-op.
+    let known = api.view.with_state(|state| {
+        if state.owner(&fqdn).is_some_and(|owner| *owner != device) {
+            return Some(Reply::NameTaken);
+        }
+        let current = state.device(&device)?;
+        (current.fqdn == fqdn && current.addr_of_family(addr) == Some(addr))
+            .then_some(Reply::NoChange)
+    });
+    if let Some(known) = known {
+        return reply(PATH, known);
+    }
+    let body = EventBody::DeviceAdd {
+        device,
+        zone: vendor.zone.clone(),
+        label,
+        addr,
+        user_agent: request.user_agent.clone(),
+        fields: request.fields(vendor),
+    };
+    reply(
+        PATH,
+        api.commit(body)
+            .await
+            .map_or(Reply::ServerError, Reply::from),
+    )
+}
+
+async fn update(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ReplyText {
+    const PATH: &str = "update";
+    let request = match admit(&api, PATH, peer, &headers, params) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let vendor = &api.vendors[&request.credential.vendor];
+    let Some(addr) = request.addr() else {
+        return reply(PATH, Reply::InvalidIp);
+    };
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
+    }
+    let device = request.device();
+    let current = api
+        .view
+        .with_state(|state| state.device(&device).map(|d| d.addr_of_family(addr)));
+    match current {
+        None => return reply(PATH, Reply::NotFound),
+        Some(current) if current == Some(addr) => return reply(PATH, Reply::NoChange),
+        Some(_) => {}
+    }
+    let body = EventBody::DeviceUpdate {
+        device,
+        zone: vendor.zone.clone(),
+        addr,
+        user_agent: request.user_agent.clone(),
+        fields: request.fields(vendor),
+    };
+    reply(
+        PATH,
+        api.commit(body)
+            .await
+            .map_or(Reply::ServerError, Reply::from),
+    )
+}
+
+async fn remove(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ReplyText {
+    const PATH: &str = "remove";
+    let request = match admit(&api, PATH, peer, &headers, params) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
+    }
+    let device = request.device();
+    if api.view.with_state(|state| state.device(&device).is_none()) {
+        return reply(PATH, Reply::NotFound);
+    }
+    let zone = api.vendors[&request.credential.vendor].zone.clone();
+    // A remove that cannot be made durable is "delete failed": the device may retry it.
+    reply(
+        PATH,
+        api.commit(EventBody::DeviceRemove { device, zone })
+            .await
+            .map_or(Reply::DeleteFailed, Reply::from),
+    )
+}
+
+async fn ipcheck(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ReplyText {
+    const PATH: &str = "ipcheck";
+    let request = match admit(&api, PATH, peer, &headers, params) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let device = request.device();
+    let registered = api.view.with_state(|state| {
+        state
+            .device(&device)
+            .map(|d| d.v4.map(IpAddr::V4).or(d.v6.map(IpAddr::V6)))
+    });
+    match registered.flatten() {
+        Some(addr) => reply(PATH, Reply::Registered(addr)),
+        None => reply(PATH, Reply::NotFound),
+    }
+}
+
+async fn ipdetect(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let source = source_of(&api, peer, &headers);
+    if !api.flood.allow_source(source) {
+        metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
+        return reply("ipdetect", Reply::Flood).into_response();
+    }
+    metrics::counter!("ddns_ingest_replies_total", "path" => "ipdetect", "code" => "ip")
+        .increment(1);
+    ReplyText(source.to_string()).into_response()
+}
+
+async fn cipher(
+    State(api): State<Arc<DeviceApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let source = source_of(&api, peer, &headers);
+    if !api.flood.allow_source(source) {
+        return reply("cipher", Reply::Flood).into_response();
+    }
+    let params = Params(params);
+    // Without `vendor`, the only vendor, if there is just one.
+    let only = (api.vendors.len() == 1)
+        .then(|| api.vendors.keys().next())
+        .flatten();
+    let vendor = params.get("vendor").or(only.map(String::as_str));
+    match vendor.map(|vendor| {
+        api.tokens.seal(
+            vendor,
+            params.get("mac").unwrap_or_default(),
+            now_ms() / 1000,
+        )
+    }) {
+        Some(Ok(token)) => ReplyText(token).into_response(),
+        Some(Err(error)) => {
+            (StatusCode::BAD_REQUEST, format!("cannot seal: {error}\n")).into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "name a vendor: vendor=NAME\n").into_response(),
+    }
+}
