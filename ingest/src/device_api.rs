@@ -2,8 +2,9 @@
 //! `.aspx` paths, answering `text/plain` reply codes.
 //!
 //! Each request runs the same steps: charge the source address (911), open the credential
-//! (02), validate the fields (01, 04), charge the device (911), answer from memory what needs
-//! no change (08, 13, 14), and otherwise append an event and wait until the fold has applied
+//! (02), validate the fields (01, 04), answer from memory what needs no change (07, 08, 13,
+//! 14), charge the device (911: the device quota guards the log, so only writes count), and
+//! otherwise append an event and wait until the fold has applied
 //! it, replying with the outcome the fold gave it. The append returns only once the event is
 //! durable, so a success reply is never sent for an update that could be lost.
 
@@ -412,9 +413,6 @@ async fn add(
     let Some(addr) = request.addr() else {
         return reply(PATH, Reply::InvalidIp);
     };
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let device = request.device();
     // Answered from memory when the fold would change nothing: no event for a no-op.
     let known = api.view.with_state(|state| {
@@ -427,6 +425,9 @@ async fn add(
     });
     if let Some(known) = known {
         return reply(PATH, known);
+    }
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
     }
     let body = EventBody::DeviceAdd {
         device,
@@ -459,9 +460,6 @@ async fn update(
     let Some(addr) = request.addr() else {
         return reply(PATH, Reply::InvalidIp);
     };
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let device = request.device();
     let current = api
         .view
@@ -470,6 +468,9 @@ async fn update(
         None => return reply(PATH, Reply::NotFound),
         Some(current) if current == Some(addr) => return reply(PATH, Reply::NoChange),
         Some(_) => {}
+    }
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
     }
     let body = EventBody::DeviceUpdate {
         device,
@@ -497,12 +498,12 @@ async fn remove(
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let device = request.device();
     if api.view.with_state(|state| state.device(&device).is_none()) {
         return reply(PATH, Reply::NotFound);
+    }
+    if let Err(refused) = request.allow_device(&api, PATH) {
+        return refused;
     }
     let zone = api.vendors[&request.credential.vendor].zone.clone();
     // A remove that cannot be made durable is "delete failed": the device may retry it.
