@@ -575,6 +575,33 @@ mod tests {
         assert_eq!(book.open(&token, NOW + 10 * 365 * 86_400), Ok(cred));
     }
 
+    /// Pins the wire format. Python's `cryptography` AESGCM and `ingest/device/ddns_token.c`
+    /// produce the same string (tests/device_c.rs checks the C side).
+    #[test]
+    fn pinned_vector() {
+        let nonce = [
+            0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab,
+        ];
+        let vector = "AQECoKGio6Slpqeoqaqr5hh8LSCY878nVb3nMUD5n0ruYSqj9Xgq37VhLZnmcl1YAPqwaJS8IqI";
+        let sealed = seal_with(
+            &cipher(KEY_A1),
+            258,
+            &nonce,
+            1_700_000_000,
+            "E0:46:9A:B8:1B:FC",
+        );
+        assert_eq!(sealed, vector);
+        let book = TokenBook::new(vec![creds("acme", &[(258, KEY_A1)], None)]).unwrap();
+        assert_eq!(
+            book.open(vector, NOW),
+            Ok(Credential {
+                vendor: "acme".into(),
+                mac: "E0:46:9A:B8:1B:FC".into(),
+                issued_at: 1_700_000_000,
+            })
+        );
+    }
+
     #[test]
     fn seal_uses_the_newest_key_and_fresh_vendors_stamp_it() {
         let book = book();
