@@ -1,1 +1,133 @@
-fn main() {}
+//! `ddnsd`: the dynamic DNS server suite's binary.
+//!
+//! - `ddnsd serve`: device API + embedded log + projector + DNS in one process.
+//! - `ddnsd cipher --mac MAC`: seals a device credential (the seed's cipher.aspx).
+
+mod config;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ddns_ingest::{TokenBook, VendorCredentials};
+
+use config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "ddnsd",
+    version,
+    about = "Self-hosted dynamic DNS server suite"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server: device API, durable log, projector and authoritative DNS.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Device API address [default: 127.0.0.1:8080].
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// DNS address, UDP and TCP [default: 127.0.0.1:5353].
+        #[arg(long)]
+        dns_listen: Option<SocketAddr>,
+        /// Prometheus metrics address (serves /metrics) [default: off].
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// Prints a `mac` token for a device, sealed with its vendor's key.
+    Cipher {
+        #[command(flatten)]
+        common: Common,
+        /// The device's MAC address or serial.
+        #[arg(long)]
+        mac: String,
+        /// The vendor [default: the only vendor configured].
+        #[arg(long)]
+        vendor: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Config file (TOML); `DDNSD_*` environment variables override it, flags override both.
+    #[arg(long, env = "DDNSD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DDNSD_LOG")
+                .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve {
+            common,
+            http_listen,
+            dns_listen,
+            metrics_listen,
+        } => {
+            let overrides = Overrides {
+                data_dir: common.data_dir,
+                http_listen,
+                dns_listen,
+                metrics_listen,
+            };
+            let config = Config::load(common.config.as_deref(), &overrides)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(serve::serve(config))
+        }
+        Command::Cipher {
+            common,
+            mac,
+            vendor,
+        } => {
+            let overrides = Overrides {
+                data_dir: common.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(common.config.as_deref(), &overrides)?;
+            let vendors = config.vendors_with_keys()?;
+            let vendor = match vendor {
+                Some(vendor) => vendor,
+                None if vendors.len() == 1 => vendors[0].name.clone(),
+                None => anyhow::bail!("several vendors are configured: name one with --vendor"),
+            };
+            let book = TokenBook::new(
+                vendors
+                    .into_iter()
+                    .map(|v| VendorCredentials {
+                        vendor: v.name,
+                        keys: v.keys,
+                        max_age_secs: v.max_age_secs,
+                    })
+                    .collect(),
+            )?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .context("clock before 1970")?
+                .as_secs();
+            println!("{}", book.seal(&vendor, &mac, now)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The configuration: defaults, then the config file, then `DDNSD_*` environment variables
+//! (nested keys joined with `__`, e.g. `DDNSD_INGEST__CIPHER_FORM=true`), then flags.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ddns_ingest::{IngestConfig, VendorConfig, VendorKey};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `ddnsd serve` needs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// Where the log, the snapshot and generated keys live.
+    pub data_dir: PathBuf,
+    /// The device API's address.
+    pub http_listen: SocketAddr,
+    /// The DNS server's address (UDP and TCP).
+    pub dns_listen: SocketAddr,
+    /// Prometheus metrics (`/metrics`) on this address, if set.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// TTL of host records, in seconds.
+    pub ttl_secs: u32,
+    /// Name servers published at every zone's apex (default `ns1.<zone>`).
+    #[serde(default)]
+    pub name_servers: Vec<String>,
+    /// The HTTP front door.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Device vendors. A vendor without keys gets one generated in the data dir on first start.
+    pub vendors: Vec<VendorFile>,
+}
+
+/// A vendor as written in the config file: keys are optional there.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct VendorFile {
+    /// See [`VendorConfig::name`].
+    pub name: String,
+    /// See [`VendorConfig::zone`].
+    pub zone: String,
+    /// See [`VendorConfig::keys`]; empty → the key file in `<data_dir>/keys/`.
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    /// See [`VendorConfig::max_age_secs`].
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+    /// See [`VendorConfig::fields`].
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// A key as written in the config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct KeyFile {
+    /// The key id.
+    pub id: u16,
+    /// 64 hex digits.
+    pub secret_hex: String,
+}
+
+/// The defaults: everything runs on one machine with no other services.
+#[derive(Serialize)]
+struct Defaults {
+    data_dir: &'static str,
+    http_listen: &'static str,
+    dns_listen: &'static str,
+    ttl_secs: u32,
+    vendors: Vec<VendorFile>,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            data_dir: "./data",
+            http_listen: "127.0.0.1:8080",
+            dns_listen: "127.0.0.1:5353",
+            ttl_secs: 60,
+            vendors: vec![VendorFile {
+                name: "demo".into(),
+                zone: "dyn.example".into(),
+                keys: vec![],
+                max_age_secs: None,
+                fields: vec!["port".into(), "fw".into(), "hw".into()],
+            }],
+        }
+    }
+}
+
+/// Flags that override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Layers defaults, `file`, the environment and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("DDNSD_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("reading the configuration")?;
+        if config.vendors.is_empty() {
+            bail!("no vendors configured");
+        }
+        Ok(config)
+    }
+
+    /// The vendors with their keys, generating and storing a key for any vendor without one.
+    pub fn vendors_with_keys(&self) -> anyhow::Result<Vec<VendorConfig>> {
+        let mut taken: Vec<u16> = self
+            .vendors
+            .iter()
+            .flat_map(|v| v.keys.iter().map(|k| k.id))
+            .collect();
+        self.vendors
+            .iter()
+            .map(|vendor| {
+                let keys = if vendor.keys.is_empty() {
+                    vec![self.stored_key(&vendor.name, &mut taken)?]
+                } else {
+                    vendor
+                        .keys
+                        .iter()
+                        .map(|k| VendorKey {
+                            id: k.id,
+                            secret_hex: k.secret_hex.clone(),
+                        })
+                        .collect()
+                };
+                Ok(VendorConfig {
+                    name: vendor.name.clone(),
+                    zone: vendor.zone.clone(),
+                    keys,
+                    max_age_secs: vendor.max_age_secs,
+                    fields: vendor.fields.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// `<data_dir>/keys/<vendor>.key` (`ID HEX`), created with a fresh random key if absent.
+    fn stored_key(&self, vendor: &str, taken: &mut Vec<u16>) -> anyhow::Result<VendorKey> {
+        if vendor.is_empty()
+            || !vendor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("vendor name {vendor:?}: use letters, digits, - and _");
+        }
+        let dir = self.data_dir.join("keys");
+        let path = dir.join(format!("{vendor}.key"));
+        if let Ok(text) = fs::read_to_string(&path) {
+            let (id, secret_hex) = text
+                .trim()
+                .split_once(' ')
+                .with_context(|| format!("{}: expected `ID HEX`", path.display()))?;
+            let id = id
+                .parse()
+                .with_context(|| format!("{}: bad key id", path.display()))?;
+            taken.push(id);
+            return Ok(VendorKey {
+                id,
+                secret_hex: secret_hex.into(),
+            });
+        }
+        let id = (1..=u16::MAX)
+            .find(|id| !taken.contains(id))
+            .context("no free key id")?;
+        taken.push(id);
+        let secret: [u8; 32] = rand::random();
+        let secret_hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_private(&path, format!("{id} {secret_hex}\n").as_bytes())?;
+        tracing::info!(vendor, key_id = id, path = %path.display(), "created a vendor key");
+        Ok(VendorKey { id, secret_hex })
+    }
+}
+
+/// Writes a file only its owner can read, failing if it exists (two processes racing to create
+/// a key must not end up with different keys).
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
