@@ -10,11 +10,16 @@
 //!
 //! Each answered query increments `ddns_dns_queries_total{rcode="NOERROR"|"NXDOMAIN"|...}`.
 //!
-//! Logging: hickory-server logs two `info` lines per reply (target `hickory_server::server`).
-//! Run with a filter that raises it to `warn`, e.g. `info,hickory_server=warn`.
+//! Logging: hickory-server logs two `info` lines per reply (target `hickory_server::server`), so
+//! the binary's filter must raise it to `warn`: add [`HICKORY_LOG_DIRECTIVE`], e.g. a default of
+//! `info,hickory_server=warn`. This crate itself logs only at start, stop, and at `debug`.
 
 mod answer;
 mod server;
+
+/// The tracing filter directive that keeps hickory-server's per-reply `info` lines out of the
+/// log while keeping its warnings (socket errors, encoding failures).
+pub const HICKORY_LOG_DIRECTIVE: &str = "hickory_server=warn";
 
 pub use answer::{MAX_UDP_PAYLOAD, Responder, Transport};
 pub use server::{DnsError, DnsServer};
