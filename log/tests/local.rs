@@ -98,23 +98,36 @@ fn flip_byte(path: &Path, pos: u64) {
     file.write_all_at(&[byte[0] ^ 0x40], pos).expect("write");
 }
 
+/// What reopening should find after the damage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A torn tail after record `survivors - 1`: everything from there to the end of the file is
+    /// cut.
+    Cut,
+    /// Only zeros after the records: the writer's zero-filled space, nothing to cut.
+    Clean,
+}
+
 /// Writes 10 records, damages the last segment with `damage`, reopens, and checks that the log
-/// cut `cut` bytes, holds `survivors` records, and continues at the next offset.
-fn torn_tail_case(damage: impl FnOnce(&Path), survivors: u64, cut: u64) {
+/// holds `survivors` records, cut (or kept) what `expect` says, and continues at the next offset.
+fn torn_tail_case(damage: impl FnOnce(&Path), survivors: u64, expect: Expect) {
     let dir = tempfile::tempdir().expect("tempdir");
     block_on(async {
         let log = open(dir.path());
         append_range(&log, 0, 10).await;
         drop(log);
         damage(&last_segment(dir.path()));
+        let damaged_len = file_len(&last_segment(dir.path()));
+        let records_end = HEADER + survivors * FRAME;
 
         let log = open(dir.path());
+        let (cut, len_after) = match expect {
+            Expect::Cut => (damaged_len - records_end, records_end),
+            Expect::Clean => (0, damaged_len),
+        };
         assert_eq!(log.stats().torn_bytes_cut_on_open, cut);
+        assert_eq!(file_len(&last_segment(dir.path())), len_after);
         assert_holds(&log, survivors).await;
-        assert_eq!(
-            file_len(&last_segment(dir.path())),
-            HEADER + survivors * FRAME
-        );
         append_range(&log, survivors, survivors + 3).await;
         drop(log);
 
@@ -124,27 +137,49 @@ fn torn_tail_case(damage: impl FnOnce(&Path), survivors: u64, cut: u64) {
     });
 }
 
+fn set_len(path: &Path, len: u64) {
+    let file = OpenOptions::new().write(true).open(path).expect("open");
+    file.set_len(len).expect("set_len");
+}
+
+#[test]
+fn the_writer_zero_fills_ahead_of_its_records() {
+    torn_tail_case(
+        |path| assert!(file_len(path) > HEADER + 10 * FRAME),
+        10,
+        Expect::Clean,
+    );
+}
+
 #[test]
 fn torn_tail_truncated_mid_record_is_cut() {
     torn_tail_case(
-        |path| {
-            let file = OpenOptions::new().write(true).open(path).expect("open");
-            file.set_len(HEADER + 9 * FRAME + 11).expect("truncate");
-        },
+        |path| set_len(path, HEADER + 9 * FRAME + 11),
         9,
-        11,
+        Expect::Cut,
     );
 }
 
 #[test]
 fn torn_tail_truncated_inside_a_prefix_is_cut() {
+    torn_tail_case(|path| set_len(path, HEADER + 9 * FRAME + 3), 9, Expect::Cut);
+}
+
+#[test]
+fn torn_tail_followed_by_zero_fill_is_cut() {
+    // The first bytes of a frame reached the disk, the rest is still the zero-filled space.
     torn_tail_case(
         |path| {
-            let file = OpenOptions::new().write(true).open(path).expect("open");
-            file.set_len(HEADER + 9 * FRAME + 3).expect("truncate");
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .expect("open");
+            file.write_all_at(&[0; FRAME as usize - 9], HEADER + 9 * FRAME + 9)
+                .expect("write");
         },
         9,
-        3,
+        Expect::Cut,
     );
 }
 
@@ -153,28 +188,55 @@ fn garbage_after_the_last_record_is_cut() {
     let garbage: Vec<u8> = (0..37u8)
         .map(|b| b.wrapping_mul(97).wrapping_add(13))
         .collect();
-    torn_tail_case(|path| write_at(path, HEADER + 10 * FRAME, &garbage), 10, 37);
+    torn_tail_case(
+        |path| write_at(path, HEADER + 10 * FRAME, &garbage),
+        10,
+        Expect::Cut,
+    );
 }
 
 #[test]
-fn zeros_after_the_last_record_are_cut() {
+fn garbage_past_the_end_of_the_file_is_cut() {
+    torn_tail_case(
+        |path| {
+            set_len(path, HEADER + 10 * FRAME);
+            write_at(path, HEADER + 10 * FRAME, b"garbage");
+        },
+        10,
+        Expect::Cut,
+    );
+}
+
+#[test]
+fn zeros_past_the_end_of_the_file_are_clean() {
     // What a crash leaves when the file size reached the disk but the data did not.
     torn_tail_case(
-        |path| write_at(path, HEADER + 10 * FRAME, &[0; 4096]),
+        |path| {
+            set_len(path, HEADER + 10 * FRAME);
+            write_at(path, HEADER + 10 * FRAME, &[0; 4096]);
+        },
         10,
-        4096,
+        Expect::Clean,
     );
 }
 
 #[test]
 fn bad_crc_in_the_last_record_is_cut() {
     // Byte 4 of a frame is the first byte of its CRC.
-    torn_tail_case(|path| flip_byte(path, HEADER + 9 * FRAME + 4), 9, FRAME);
+    torn_tail_case(
+        |path| flip_byte(path, HEADER + 9 * FRAME + 4),
+        9,
+        Expect::Cut,
+    );
 }
 
 #[test]
 fn damaged_payload_in_the_last_record_is_cut() {
-    torn_tail_case(|path| flip_byte(path, HEADER + 10 * FRAME - 1), 9, FRAME);
+    torn_tail_case(
+        |path| flip_byte(path, HEADER + 10 * FRAME - 1),
+        9,
+        Expect::Cut,
+    );
 }
 
 #[test]
@@ -182,7 +244,7 @@ fn damage_cuts_everything_after_it_in_the_last_segment() {
     torn_tail_case(
         |path| flip_byte(path, HEADER + 6 * FRAME + 20),
         6,
-        4 * FRAME,
+        Expect::Cut,
     );
 }
 
@@ -203,7 +265,7 @@ fn record_with_an_out_of_sequence_offset_is_cut() {
                 .expect("write");
         },
         10,
-        FRAME,
+        Expect::Cut,
     );
 }
 
@@ -212,7 +274,7 @@ fn impossible_length_in_the_last_record_is_cut() {
     torn_tail_case(
         |path| write_at(path, HEADER + 9 * FRAME, &3u32.to_le_bytes()),
         9,
-        FRAME,
+        Expect::Cut,
     );
 }
 
@@ -371,10 +433,9 @@ fn record_larger_than_a_segment_gets_its_own() {
         assert_eq!(records[2].payload, big);
         assert_eq!(records[3].payload, payload(3));
         let lens: Vec<u64> = segments(dir.path()).iter().map(|p| file_len(p)).collect();
-        assert_eq!(
-            lens,
-            vec![HEADER + 2 * FRAME, HEADER + 20 + 3 + 500, HEADER + FRAME]
-        );
+        // Closed segments end with their last record; the last one is zero-filled up to
+        // segment_bytes.
+        assert_eq!(lens, vec![HEADER + 2 * FRAME, HEADER + 20 + 3 + 500, 100]);
     });
 }
 

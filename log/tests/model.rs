@@ -119,9 +119,11 @@ fn run(ops: Vec<Op>) {
                 drop(log.take());
             }
             let (path, base) = last_segment(dir.path());
-            let len = fs::metadata(&path).expect("metadata").len();
             let frames = last_segment_frames(&model, base);
-            let mut expected_cut = 0;
+            // Where the last segment's records end; zero-filled space may follow.
+            let records_end = frames.last().map_or(HEADER, |f| f.1);
+            // Where the records that survive the damage end (None: the header is torn).
+            let mut kept_end = Some(records_end);
             match op {
                 Op::Append {
                     key_len,
@@ -136,30 +138,27 @@ fn run(ops: Vec<Op>) {
                 }
                 Op::Reopen => {}
                 Op::Truncate { cut } => {
-                    let new_len = len.saturating_sub(cut);
+                    let new_len = records_end.saturating_sub(cut);
                     OpenOptions::new()
                         .write(true)
                         .open(&path)
                         .and_then(|f| f.set_len(new_len))
                         .expect("truncate");
                     if new_len < HEADER {
-                        // A torn header: the segment starts over.
-                        expected_cut = new_len;
+                        kept_end = None;
                         model.truncate(base as usize);
                     } else {
                         let whole = frames
                             .iter()
                             .take_while(|&&(_, end)| end <= new_len)
                             .count();
-                        let kept_end = frames.get(whole.wrapping_sub(1)).map_or(HEADER, |f| f.1);
-                        expected_cut = new_len - kept_end;
+                        kept_end = Some(frames.get(whole.wrapping_sub(1)).map_or(HEADER, |f| f.1));
                         model.truncate(base as usize + whole);
                     }
                 }
                 Op::Garbage { bytes } => {
                     let file = OpenOptions::new().write(true).open(&path).expect("open");
-                    file.write_all_at(&bytes, len).expect("write");
-                    expected_cut = bytes.len() as u64;
+                    file.write_all_at(&bytes, records_end).expect("write");
                 }
                 Op::FlipInLastRecord { at } => {
                     if let Some(&(start, end)) = frames.last() {
@@ -173,11 +172,20 @@ fn run(ops: Vec<Op>) {
                         file.read_exact_at(&mut byte, pos).expect("read");
                         file.write_all_at(&[byte[0] ^ (1 << (at % 8))], pos)
                             .expect("write");
-                        expected_cut = end - start;
+                        kept_end = Some(start);
                         model.pop();
                     }
                 }
             }
+            // What the log must report cutting: a torn header resets the whole file; otherwise
+            // everything after the surviving records, unless that is only zeros (zero-filled
+            // space, which is kept).
+            let contents = fs::read(&path).expect("read segment");
+            let expected_cut = match kept_end {
+                None => contents.len() as u64,
+                Some(end) if contents[end as usize..].iter().all(|&b| b == 0) => 0,
+                Some(end) => contents.len() as u64 - end,
+            };
             if log.is_none() {
                 let reopened = open(dir.path());
                 assert_eq!(

@@ -19,6 +19,8 @@
 //!
 //! - Offsets are dense: the first segment's base is 0, each segment's base is the previous
 //!   segment's last offset + 1, and records in a segment have offsets base, base + 1, ….
+//! - The last segment may continue past its records with zeros (space the writer fills ahead, so
+//!   that a commit does not change the file size); every other segment ends with its last record.
 //! - Every byte of every segment but the last, and every byte of the last up to the durable end,
 //!   has been `fdatasync`ed before any append of a record in it was acknowledged. A segment's
 //!   header and its directory entry are synced when it is created, before a record is written in
@@ -28,10 +30,12 @@
 //!   only change to existing bytes is cutting the last segment's torn tail on open.
 //! - `key_len + payload_len <= max_record_bytes` for records this log appends.
 //!
-//! On open every segment is scanned and each record's length, CRC and offset checked. Damage in
-//! the last segment (a short record, a bad length, a bad CRC, an offset out of sequence) is a
-//! torn tail: it holds no acknowledged record, so it is cut (truncate + fsync), logged and counted
-//! in [`LocalLogStats::torn_bytes_cut_on_open`]. Damage anywhere else would mean losing
+//! On open every segment is scanned and each record's length, CRC and offset checked. In the
+//! last segment, records end at the first frame that does not check out; if only zeros follow,
+//! that is the zero-filled space. Anything else there (a short record, a bad length, a bad CRC, an
+//! offset out of sequence) is a torn tail: it holds no acknowledged record, so it is cut (truncate
+//! to the last good record + fsync), logged and counted in
+//! [`LocalLogStats::torn_bytes_cut_on_open`]. Damage anywhere else would mean losing
 //! acknowledged records, so [`LocalLog::open`] fails with [`OpenError::Corrupt`] instead.
 //!
 //! # Writing and reading
@@ -207,7 +211,13 @@ impl LocalLog {
             torn_bytes_cut_on_open: recovered.torn_bytes,
         });
         let (requests, queue) = mpsc::channel();
-        let writer = Writer::new(Arc::clone(&shared), queue, durable_tx, lock);
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            queue,
+            durable_tx,
+            lock,
+            recovered.allocated,
+        );
         let writer = thread::Builder::new()
             .name("ddns-log-writer".into())
             .spawn(move || writer.run())

@@ -23,6 +23,8 @@ const SCAN_BUFFER_BYTES: usize = 1 << 20;
 /// What [`recover`] found.
 pub(crate) struct Recovered {
     pub(crate) index: Index,
+    /// File length of the last segment (its records and any zero-filled space after them).
+    pub(crate) allocated: u64,
     /// Bytes cut off the last segment.
     pub(crate) torn_bytes: u64,
 }
@@ -46,12 +48,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
             index: Index {
                 segments: vec![segment],
             },
+            allocated: HEADER_LEN,
             torn_bytes: 0,
         });
     }
 
     let mut index = Index::default();
     let mut torn_bytes = 0;
+    let mut allocated = 0;
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(segment_file_name(base));
         let expected = index.segments.last().map_or(0, |s| s.end);
@@ -72,11 +76,16 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
             .write(last)
             .open(&path)
             .map_err(OpenError::io(&path))?;
-        let (segment, cut) = scan_segment(path, file, base, last)?;
-        torn_bytes += cut;
-        index.segments.push(segment);
+        let scanned = scan_segment(path, file, base, last)?;
+        torn_bytes += scanned.cut;
+        allocated = scanned.file_len;
+        index.segments.push(scanned.segment);
     }
-    Ok(Recovered { index, torn_bytes })
+    Ok(Recovered {
+        index,
+        allocated,
+        torn_bytes,
+    })
 }
 
 /// Syncs [`create_segment`] does: the file (header and size) and the directory.
@@ -103,15 +112,20 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Checks every record of one segment. A damaged record in the last segment is a torn write
-/// (records after the last fsync never reached the disk whole): everything from it on is cut and
-/// the number of bytes cut is returned. Anywhere else it is an error.
-fn scan_segment(
-    path: PathBuf,
-    file: File,
-    base: u64,
-    last: bool,
-) -> Result<(Segment, u64), OpenError> {
+/// A segment checked by [`scan_segment`].
+struct Scanned {
+    segment: Segment,
+    /// Bytes cut off its end.
+    cut: u64,
+    /// Its file length after the scan.
+    file_len: u64,
+}
+
+/// Checks every record of one segment. In the last segment, records end where a frame does not
+/// check out: if only zeros follow, that is the writer's zero-filled space; otherwise it is a torn
+/// write (bytes after the last fsync that never reached the disk whole), which is cut. Anywhere
+/// else either is an error.
+fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scanned, OpenError> {
     let file_len = file.metadata().map_err(OpenError::io(&path))?.len();
 
     let mut header = [0u8; HEADER_LEN as usize];
@@ -125,7 +139,7 @@ fn scan_segment(
         // while the segment was being created if the file holds nothing else.
         let fresh = last
             && (file_len < HEADER_LEN
-                || all_zero(&file, file_len).map_err(OpenError::io(&path))?);
+                || all_zero(&file, 0, file_len).map_err(OpenError::io(&path))?);
         if !fresh {
             let reason = if file_len < HEADER_LEN {
                 "segment shorter than its header"
@@ -145,7 +159,12 @@ fn scan_segment(
         })()
         .map_err(OpenError::io(&path))?;
         report_cut(&path, 0, file_len, "segment header never reached the disk");
-        return Ok((Segment::empty(base, path, Arc::new(file)), file_len));
+        let segment = Segment::empty(base, path, Arc::new(file));
+        return Ok(Scanned {
+            segment,
+            cut: file_len,
+            file_len: HEADER_LEN,
+        });
     }
 
     let mut segment = Segment::empty(base, path, Arc::new(file));
@@ -188,7 +207,11 @@ fn scan_segment(
     drop(reader);
 
     let Some(reason) = damage else {
-        return Ok((segment, 0));
+        return Ok(Scanned {
+            segment,
+            cut: 0,
+            file_len,
+        });
     };
     let pos = segment.len;
     if !last {
@@ -198,13 +221,24 @@ fn scan_segment(
             reason,
         });
     }
+    if all_zero(&file, pos, file_len).map_err(OpenError::io(&segment.path))? {
+        return Ok(Scanned {
+            segment,
+            cut: 0,
+            file_len,
+        });
+    }
     (|| {
         file.set_len(pos)?;
         file.sync_all()
     })()
     .map_err(OpenError::io(&segment.path))?;
     report_cut(&segment.path, pos, file_len - pos, reason);
-    Ok((segment, file_len - pos))
+    Ok(Scanned {
+        segment,
+        cut: file_len - pos,
+        file_len: pos,
+    })
 }
 
 /// Logs and counts a torn tail cut off on open: the one place that reports it.
@@ -219,10 +253,9 @@ fn report_cut(path: &Path, position: u64, bytes: u64, reason: &'static str) {
     metrics::counter!("ddns_log_torn_bytes_cut_total").increment(bytes);
 }
 
-/// Whether the first `len` bytes of `file` are all zero.
-fn all_zero(file: &File, len: u64) -> std::io::Result<bool> {
+/// Whether bytes `pos..len` of `file` are all zero.
+fn all_zero(file: &File, mut pos: u64, len: u64) -> std::io::Result<bool> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = 0;
     while pos < len {
         let n = usize::try_from(len - pos)
             .unwrap_or(usize::MAX)

