@@ -53,6 +53,9 @@ enum Command {
         /// The vendor [default: the only vendor configured].
         #[arg(long)]
         vendor: Option<String>,
+        /// Issue time to stamp, in Unix seconds [default: now] (to test device clocks).
+        #[arg(long)]
+        issued_at: Option<u64>,
     },
 }
 
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             common,
             mac,
             vendor,
+            issued_at,
         } => {
             let overrides = Overrides {
                 data_dir: common.data_dir,
@@ -122,10 +126,13 @@ fn main() -> anyhow::Result<()> {
                     })
                     .collect(),
             )?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .context("clock before 1970")?
-                .as_secs();
+            let now = match issued_at {
+                Some(at) => at,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .context("clock before 1970")?
+                    .as_secs(),
+            };
             println!("{}", book.seal(&vendor, &mac, now)?);
             Ok(())
         }

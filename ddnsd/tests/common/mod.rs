@@ -1,0 +1,251 @@
+//! Runs the real `ddnsd` binary on free loopback ports, and talks to it with raw HTTP and the
+//! real `dig`. A server is SIGKILLed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ddnsd");
+
+/// A config whose quotas leave room for tests that send many requests from 127.0.0.1.
+pub const ROOMY_QUOTAS: &str = "
+[ingest.flood]
+device_updates_per_minute = 1000000
+device_burst = 100000
+source_requests_per_minute = 1000000
+source_burst = 100000
+";
+
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub dns: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Every line the server wrote to stderr so far, collected by a thread.
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Server {
+    /// Starts `ddnsd serve` on `data_dir` with an optional config file, and waits for its
+    /// ready line (at most 60 s).
+    pub fn start(data_dir: &Path, config: Option<&Path>) -> Server {
+        Server::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
+        command
+            .args([
+                "serve",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--dns-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("DDNSD_LOG", "info")
+            .env_remove("DDNSD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command.spawn().expect("ddnsd starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut log = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("ddnsd did not get ready; it said:\n{}", log.join("\n"));
+                }
+            };
+            log.push(line.clone());
+            if let Some(rest) = line.split("ddnsd ready: ").nth(1) {
+                let field = |name: &str| -> SocketAddr {
+                    let start =
+                        rest.find(&format!("{name}=")).expect("field present") + name.len() + 1;
+                    let end = rest[start..].find(' ').map_or(rest.len(), |e| start + e);
+                    rest[start..end].parse().expect("an address")
+                };
+                return Server {
+                    child,
+                    http: field("http"),
+                    dns: field("dns"),
+                    data_dir: data_dir.to_owned(),
+                    config: config.map(Path::to_owned),
+                    lines,
+                    log,
+                };
+            }
+        }
+    }
+
+    /// Collects what the server wrote since the last call.
+    pub fn drain_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+
+    /// `GET path` over a fresh connection: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path, &[])
+    }
+
+    /// The body of `GET path`, which must be a 200.
+    pub fn reply(&self, path: &str) -> String {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path:.100}: {body}");
+        body
+    }
+
+    /// A token for `mac` from `ddnsd cipher`, URL-encoded.
+    pub fn token(&self, mac: &str, extra: &[&str]) -> String {
+        cipher(&self.data_dir, self.config.as_deref(), mac, extra)
+    }
+
+    /// `dig @server -p port ARGS +short`-style answers: the answer section's data, one per line.
+    pub fn dig_short(&self, args: &[&str]) -> Vec<String> {
+        let out = dig(self.dns, &[args, &["+short"]].concat());
+        out.lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    pub fn dig(&self, args: &[&str]) -> String {
+        dig(self.dns, args)
+    }
+
+    /// SIGKILL: the process gets no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cipher(data_dir: &Path, config: Option<&Path>, mac: &str, extra: &[&str]) -> String {
+    let mut command = Command::new(BIN);
+    command
+        .args(["cipher", "--mac", mac])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let out = command.output().expect("ddnsd cipher runs");
+    assert!(
+        out.status.success(),
+        "cipher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    url_encode(String::from_utf8(out.stdout).expect("utf-8").trim())
+}
+
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET, so the tests exercise the server's real socket and parser.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs the real `dig` against `server`.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+norec",
+            "+time=5",
+            "+tries=2",
+        ])
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    assert!(
+        out.status.success(),
+        "dig {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The status dig reports (`NOERROR`, `NXDOMAIN`, …).
+pub fn status(dig_output: &str) -> &str {
+    dig_output
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no status in {dig_output}"))
+}
+
+/// Writes a config file in `dir`.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("ddnsd.toml");
+    std::fs::write(&path, text).expect("config written");
+    path
+}
