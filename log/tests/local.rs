@@ -630,3 +630,39 @@ fn a_reader_created_before_appends_sees_them() {
         within("writer", writer).await.expect("writer");
     });
 }
+
+#[test]
+fn damage_found_while_reading_is_an_error_not_a_skip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    block_on(async {
+        let log = open_with(dir.path(), HEADER + 4 * FRAME);
+        append_range(&log, 0, 12).await;
+        // Bit rot in a closed segment after the open scan.
+        flip_byte(&segments(dir.path())[1], HEADER + FRAME + 25);
+        let mut reader = log.reader(&LogPosition::default()).await.expect("reader");
+        let mut read = Vec::new();
+        let error = loop {
+            match within("batch", reader.next_batch(100)).await {
+                Ok(batch) => read.extend(batch.into_iter().map(|r| r.offset)),
+                Err(error) => break error,
+            }
+        };
+        assert!(
+            matches!(
+                error,
+                ReadError::Corrupt {
+                    partition: 0,
+                    offset: 5,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(read, (0..5).collect::<Vec<_>>());
+        // The reader stays before the damaged record.
+        assert!(matches!(
+            within("batch", reader.next_batch(100)).await,
+            Err(ReadError::Corrupt { offset: 5, .. })
+        ));
+    });
+}

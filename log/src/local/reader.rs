@@ -88,15 +88,33 @@ impl LogReader for LocalReader {
 }
 
 /// The records `next..min(end, next + max)` (fewer if they pass [`MAX_BATCH_BYTES`]).
+///
+/// If a record can't be read, the records before it are returned first; the error comes from
+/// the next call, which starts at the bad record.
 fn read_range(
+    shared: &Shared,
+    next: u64,
+    end: u64,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<LogRecord>, ReadError> {
+    let mut records = Vec::new();
+    match read_into(shared, next, end, max, buf, &mut records) {
+        Err(error) if records.is_empty() => Err(error),
+        _ => Ok(records),
+    }
+}
+
+/// [`read_range`]'s work, pushing onto `records`.
+fn read_into(
     shared: &Shared,
     mut next: u64,
     end: u64,
     max: usize,
     buf: &mut Vec<u8>,
-) -> Result<Vec<LogRecord>, ReadError> {
+    records: &mut Vec<LogRecord>,
+) -> Result<(), ReadError> {
     let stop = end.min(next.saturating_add(max as u64));
-    let mut records = Vec::new();
     let mut bytes = 0;
     while next < stop && bytes < MAX_BATCH_BYTES {
         let corrupt = |offset, reason| ReadError::Corrupt {
@@ -147,7 +165,7 @@ fn read_range(
             offset += 1;
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// A window of a segment file, refilled by positional reads.
