@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing ddnsd needs, idempotently: Debian packages (only those
+# missing, so a set-up machine runs no apt at all) and a Rust toolchain check.
+set -euo pipefail
+
+packages=(
+  clang libclang-dev    # bindgen, for RocksDB's bindings
+  librocksdb-dev        # RocksDB itself, linked instead of compiled (see Cargo.toml)
+  pkg-config libssl-dev # the device-side C token sealer's tests (OpenSSL)
+  bind9-dnsutils        # dig, used by the tests and the README walkthrough
+  curl                  # the README walkthrough
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
