@@ -43,9 +43,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// If `partitions` is 0 (a log always has at least one partition).
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
     assert!(partitions > 0, "a log has at least one partition");
-    let hash = key
-        .iter()
-        .fold(FNV_OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME));
+    let hash = key.iter().fold(FNV_OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME)
+    });
     u32::try_from(hash % u64::from(partitions)).expect("a value below a u32 fits in a u32")
 }
 
@@ -95,7 +95,11 @@ pub(crate) fn check_start(from: &LogPosition, end: &LogPosition) -> Result<(), R
         let partition = u32::try_from(partition).expect("a log has at most u32::MAX partitions");
         let end = end.offset(partition);
         if requested > end {
-            return Err(ReadError::OutOfRange { partition, requested, end });
+            return Err(ReadError::OutOfRange {
+                partition,
+                requested,
+                end,
+            });
         }
     }
     Ok(())
@@ -109,9 +113,18 @@ mod tests {
     fn partition_for_is_fnv1a_and_stable() {
         // FNV-1a 64 reference values: "" → 0xcbf29ce484222325, "a" → 0xaf63dc4c8601ec8c,
         // "foobar" → 0x85944171f73967e8.
-        assert_eq!(partition_for(b"", u32::MAX), (0xcbf2_9ce4_8422_2325_u64 % 0xffff_ffff) as u32);
-        assert_eq!(partition_for(b"a", 1000), (0xaf63_dc4c_8601_ec8c_u64 % 1000) as u32);
-        assert_eq!(partition_for(b"foobar", 7), (0x8594_4171_f739_67e8_u64 % 7) as u32);
+        assert_eq!(
+            partition_for(b"", u32::MAX),
+            (0xcbf2_9ce4_8422_2325_u64 % 0xffff_ffff) as u32
+        );
+        assert_eq!(
+            partition_for(b"a", 1000),
+            (0xaf63_dc4c_8601_ec8c_u64 % 1000) as u32
+        );
+        assert_eq!(
+            partition_for(b"foobar", 7),
+            (0x8594_4171_f739_67e8_u64 % 7) as u32
+        );
         assert_eq!(partition_for(b"cam42.view.example", 1), 0);
     }
 
@@ -121,7 +134,10 @@ mod tests {
         for i in 0..8000 {
             counts[partition_for(format!("host{i}.example").as_bytes(), 8) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -138,11 +154,19 @@ mod tests {
         assert!(check_start(&LogPosition::from_offsets(vec![3, 5, 0]), &end).is_ok());
         assert!(matches!(
             check_start(&LogPosition::from_offsets(vec![0, 6]), &end),
-            Err(ReadError::OutOfRange { partition: 1, requested: 6, end: 5 })
+            Err(ReadError::OutOfRange {
+                partition: 1,
+                requested: 6,
+                end: 5
+            })
         ));
         assert!(matches!(
             check_start(&LogPosition::from_offsets(vec![0, 0, 1]), &end),
-            Err(ReadError::OutOfRange { partition: 2, requested: 1, end: 0 })
+            Err(ReadError::OutOfRange {
+                partition: 2,
+                requested: 1,
+                end: 0
+            })
         ));
     }
 }

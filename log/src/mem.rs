@@ -35,7 +35,9 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, Vec<Vec<(Bytes, Bytes)>>> {
         // A panic while holding the lock cannot leave the vectors half-updated (a push either
         // happened or not), so a poisoned lock is still consistent.
-        self.partitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn end(&self) -> LogPosition {
@@ -70,7 +72,10 @@ impl EventLog for MemLog {
     async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {
         let size = key.len() + payload.len();
         if size > DEFAULT_MAX_RECORD_BYTES as usize {
-            return Err(AppendError::TooLarge { size, max: DEFAULT_MAX_RECORD_BYTES });
+            return Err(AppendError::TooLarge {
+                size,
+                max: DEFAULT_MAX_RECORD_BYTES,
+            });
         }
         let appended = {
             let mut partitions = self.inner.lock();
@@ -78,7 +83,10 @@ impl EventLog for MemLog {
             let partition = partition_for(key, count);
             let records = &mut partitions[partition as usize];
             records.push((Bytes::copy_from_slice(key), payload));
-            Appended { partition, offset: records.len() as u64 - 1 }
+            Appended {
+                partition,
+                offset: records.len() as u64 - 1,
+            }
         };
         self.inner.appended.send_modify(|n| *n += 1);
         Ok(appended)
@@ -126,7 +134,10 @@ impl LogReader for MemReader {
             if !batch.is_empty() {
                 return Ok(batch);
             }
-            self.appended.changed().await.map_err(|_| ReadError::Closed)?;
+            self.appended
+                .changed()
+                .await
+                .map_err(|_| ReadError::Closed)?;
         }
     }
 }
@@ -176,13 +187,23 @@ mod tests {
     #[tokio::test]
     async fn busy_partition_does_not_starve_others() {
         let log = MemLog::new(2);
-        let key_in =
-            |p| (0..).map(|i| format!("k{i}")).find(|k| partition_for(k.as_bytes(), 2) == p);
-        let (a, b) = (key_in(0).expect("a key in 0"), key_in(1).expect("a key in 1"));
+        let key_in = |p| {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .find(|k| partition_for(k.as_bytes(), 2) == p)
+        };
+        let (a, b) = (
+            key_in(0).expect("a key in 0"),
+            key_in(1).expect("a key in 1"),
+        );
         for _ in 0..10 {
-            log.append(a.as_bytes(), Bytes::new()).await.expect("append");
+            log.append(a.as_bytes(), Bytes::new())
+                .await
+                .expect("append");
         }
-        log.append(b.as_bytes(), Bytes::new()).await.expect("append");
+        log.append(b.as_bytes(), Bytes::new())
+            .await
+            .expect("append");
         let mut reader = log.reader(&LogPosition::default()).await.expect("reader");
         let first = reader.next_batch(3).await.expect("batch");
         let second = reader.next_batch(3).await.expect("batch");

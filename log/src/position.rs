@@ -70,13 +70,19 @@ impl LogPosition {
     /// Parses [`LogPosition::encode`]'s output.
     pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
         let Some((&version, rest)) = b.split_first() else {
-            return Err(DecodeError::Length { expected: ENCODING_HEADER_LEN, actual: 0 });
+            return Err(DecodeError::Length {
+                expected: ENCODING_HEADER_LEN,
+                actual: 0,
+            });
         };
         if version != ENCODING_V1 {
             return Err(DecodeError::UnknownVersion(version));
         }
         let Some((count, offsets)) = rest.split_first_chunk::<4>() else {
-            return Err(DecodeError::Length { expected: ENCODING_HEADER_LEN, actual: b.len() });
+            return Err(DecodeError::Length {
+                expected: ENCODING_HEADER_LEN,
+                actual: b.len(),
+            });
         };
         let count = u32::from_le_bytes(*count) as usize;
         let expected = count
@@ -84,7 +90,10 @@ impl LogPosition {
             .and_then(|n| n.checked_add(ENCODING_HEADER_LEN))
             .unwrap_or(usize::MAX);
         if b.len() != expected {
-            return Err(DecodeError::Length { expected, actual: b.len() });
+            return Err(DecodeError::Length {
+                expected,
+                actual: b.len(),
+            });
         }
         let offsets = offsets
             .chunks_exact(8)
@@ -116,17 +125,41 @@ mod tests {
 
     #[test]
     fn decode_rejects_bad_input() {
-        assert_eq!(LogPosition::decode(&[]), Err(DecodeError::Length { expected: 5, actual: 0 }));
-        assert_eq!(LogPosition::decode(&[2, 0, 0, 0, 0]), Err(DecodeError::UnknownVersion(2)));
+        assert_eq!(
+            LogPosition::decode(&[]),
+            Err(DecodeError::Length {
+                expected: 5,
+                actual: 0
+            })
+        );
+        assert_eq!(
+            LogPosition::decode(&[2, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(2))
+        );
         assert_eq!(
             LogPosition::decode(&[1, 1, 0]),
-            Err(DecodeError::Length { expected: 5, actual: 3 })
+            Err(DecodeError::Length {
+                expected: 5,
+                actual: 3
+            })
         );
         let mut b = LogPosition::from_offsets(vec![7, 8]).encode();
         b.push(0);
-        assert_eq!(LogPosition::decode(&b), Err(DecodeError::Length { expected: 21, actual: 22 }));
+        assert_eq!(
+            LogPosition::decode(&b),
+            Err(DecodeError::Length {
+                expected: 21,
+                actual: 22
+            })
+        );
         b.truncate(20);
-        assert_eq!(LogPosition::decode(&b), Err(DecodeError::Length { expected: 21, actual: 20 }));
+        assert_eq!(
+            LogPosition::decode(&b),
+            Err(DecodeError::Length {
+                expected: 21,
+                actual: 20
+            })
+        );
         // A huge count must not overflow or allocate.
         assert!(LogPosition::decode(&[1, 255, 255, 255, 255]).is_err());
     }

@@ -76,9 +76,15 @@ pub async fn read_n(reader: &mut dyn LogReader, n: usize) -> Vec<LogRecord> {
     let mut records = Vec::with_capacity(n);
     while records.len() < n {
         let want = n - records.len();
-        let batch = within("records", reader.next_batch(want)).await.expect("next_batch");
+        let batch = within("records", reader.next_batch(want))
+            .await
+            .expect("next_batch");
         assert!(!batch.is_empty(), "next_batch returned an empty batch");
-        assert!(batch.len() <= want, "next_batch returned {} records, max was {want}", batch.len());
+        assert!(
+            batch.len() <= want,
+            "next_batch returned {} records, max was {want}",
+            batch.len()
+        );
         records.extend(batch);
     }
     records
@@ -86,9 +92,12 @@ pub async fn read_n(reader: &mut dyn LogReader, n: usize) -> Vec<LogRecord> {
 
 /// Appends one record, expecting success.
 pub async fn append(log: &dyn EventLog, key: &str, payload: &str) -> crate::Appended {
-    within("append", log.append(key.as_bytes(), Bytes::copy_from_slice(payload.as_bytes())))
-        .await
-        .expect("append")
+    within(
+        "append",
+        log.append(key.as_bytes(), Bytes::copy_from_slice(payload.as_bytes())),
+    )
+    .await
+    .expect("append")
 }
 
 /// Reads every record below the log's current end, from the start.
@@ -126,7 +135,10 @@ pub async fn append_then_read_in_order(factory: &dyn LogFactory) {
     let records = read_all(&*log).await;
     assert_eq!(records.len(), 50);
     for (i, (record, appended)) in records.iter().zip(&appended).enumerate() {
-        assert_eq!((record.partition, record.offset), (appended.partition, appended.offset));
+        assert_eq!(
+            (record.partition, record.offset),
+            (appended.partition, appended.offset)
+        );
         assert_eq!(record.key, format!("host{}", i % 5).as_bytes());
         assert_eq!(record.payload, format!("event {i}").as_bytes());
     }
@@ -140,7 +152,10 @@ pub async fn offsets_dense_from_zero(factory: &dyn LogFactory) {
     let mut next = vec![0u64; partitions as usize];
     for i in 0..40 {
         let appended = append(&*log, &format!("k{i}"), "x").await;
-        assert_eq!(appended.offset, next[appended.partition as usize], "append {i}");
+        assert_eq!(
+            appended.offset, next[appended.partition as usize],
+            "append {i}"
+        );
         next[appended.partition as usize] += 1;
     }
     let mut expected = vec![0u64; partitions as usize];
@@ -155,7 +170,10 @@ pub async fn offsets_dense_from_zero(factory: &dyn LogFactory) {
 pub async fn end_tracks_appends(factory: &dyn LogFactory) {
     let partitions = factory.max_partitions().min(3);
     let (_store, log) = open_new(factory, partitions).await;
-    assert_eq!(log.end().await.expect("end"), LogPosition::start(partitions));
+    assert_eq!(
+        log.end().await.expect("end"),
+        LogPosition::start(partitions)
+    );
     let mut expected = LogPosition::start(partitions);
     for i in 0..20 {
         let appended = append(&*log, &format!("name{i}"), "e").await;
@@ -172,7 +190,10 @@ pub async fn read_from_middle_position(factory: &dyn LogFactory) {
         append(&*log, "k", &format!("p{i}")).await;
     }
     for start in [0u64, 1, 13, 29, 30] {
-        let mut reader = log.reader(&LogPosition::from_offsets(vec![start])).await.expect("reader");
+        let mut reader = log
+            .reader(&LogPosition::from_offsets(vec![start]))
+            .await
+            .expect("reader");
         let records = read_n(&mut *reader, (30 - start) as usize).await;
         let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, (start..30).collect::<Vec<_>>());
@@ -186,15 +207,27 @@ pub async fn read_from_middle_position(factory: &dyn LogFactory) {
 pub async fn reader_waits_for_later_append(factory: &dyn LogFactory) {
     let (_store, log) = open_new(factory, 1).await;
     append(&*log, "k", "first").await;
-    let mut reader = log.reader(&log.end().await.expect("end")).await.expect("reader");
+    let mut reader = log
+        .reader(&log.end().await.expect("end"))
+        .await
+        .expect("reader");
     let mut batch = Box::pin(async move { reader.next_batch(10).await });
-    assert!(poll_once(&mut batch).is_pending(), "next_batch returned with nothing to read");
+    assert!(
+        poll_once(&mut batch).is_pending(),
+        "next_batch returned with nothing to read"
+    );
 
     let waiting = tokio::spawn(batch);
     let appended = append(&*log, "k", "second").await;
-    let records = within("the woken reader", waiting).await.expect("reader task").expect("batch");
+    let records = within("the woken reader", waiting)
+        .await
+        .expect("reader task")
+        .expect("batch");
     assert_eq!(records.len(), 1);
-    assert_eq!((records[0].offset, &records[0].payload[..]), (appended.offset, &b"second"[..]));
+    assert_eq!(
+        (records[0].offset, &records[0].payload[..]),
+        (appended.offset, &b"second"[..])
+    );
 }
 
 /// 256 concurrent appends are each acknowledged once, at distinct offsets, and each reads back.
@@ -218,7 +251,10 @@ pub async fn concurrent_appends_acknowledged_once(factory: &dyn LogFactory) {
     for task in tasks {
         let (appended, i) = within("an append", task).await.expect("append task");
         let previous = acknowledged.insert((appended.partition, appended.offset), i);
-        assert!(previous.is_none(), "two appends acknowledged at {appended:?}");
+        assert!(
+            previous.is_none(),
+            "two appends acknowledged at {appended:?}"
+        );
     }
     assert_eq!(acknowledged.len(), 256);
     let records = read_all(&*log).await;
@@ -244,7 +280,10 @@ pub async fn per_partition_order(factory: &dyn LogFactory) {
             tokio::spawn(async move {
                 for seq in 0..25 {
                     let appended = append(&*log, &key, &seq.to_string()).await;
-                    assert_eq!(appended.partition, partition_for(key.as_bytes(), partitions));
+                    assert_eq!(
+                        appended.partition,
+                        partition_for(key.as_bytes(), partitions)
+                    );
                 }
             })
         })
@@ -258,10 +297,17 @@ pub async fn per_partition_order(factory: &dyn LogFactory) {
     for record in read_all(&*log).await {
         assert_eq!(record.partition, partition_for(&record.key, partitions));
         if let Some(&last) = last_offset.get(&record.partition) {
-            assert!(record.offset > last, "partition {} out of order", record.partition);
+            assert!(
+                record.offset > last,
+                "partition {} out of order",
+                record.partition
+            );
         }
         last_offset.insert(record.partition, record.offset);
-        let seq = std::str::from_utf8(&record.payload).expect("utf8").parse().expect("seq");
+        let seq = std::str::from_utf8(&record.payload)
+            .expect("utf8")
+            .parse()
+            .expect("seq");
         seen.entry(record.key).or_default().push(seq);
     }
     assert_eq!(seen.len(), keys.len());
@@ -278,10 +324,17 @@ pub async fn appends_go_to_partition_for(factory: &dyn LogFactory) {
     for i in 0..64 {
         let key = format!("h{i}");
         let appended = append(&*log, &key, "").await;
-        assert_eq!(appended.partition, partition_for(key.as_bytes(), partitions));
+        assert_eq!(
+            appended.partition,
+            partition_for(key.as_bytes(), partitions)
+        );
         used.insert(appended.partition);
     }
-    assert_eq!(used.len(), partitions as usize, "64 keys should reach every partition");
+    assert_eq!(
+        used.len(),
+        partitions as usize,
+        "64 keys should reach every partition"
+    );
 }
 
 /// Everything appended is there after reopening, and offsets continue where they stopped.
@@ -316,18 +369,30 @@ pub async fn reopen_keeps_everything(factory: &dyn LogFactory) {
 pub async fn reader_past_end_is_out_of_range(factory: &dyn LogFactory) {
     let (_store, log) = open_new(factory, 1).await;
     append(&*log, "k", "v").await;
-    assert!(log.reader(&LogPosition::from_offsets(vec![1])).await.is_ok());
+    assert!(
+        log.reader(&LogPosition::from_offsets(vec![1]))
+            .await
+            .is_ok()
+    );
     assert!(log.reader(&LogPosition::start(1)).await.is_ok());
     assert!(matches!(
         log.reader(&LogPosition::from_offsets(vec![2])).await,
-        Err(ReadError::OutOfRange { partition: 0, requested: 2, end: 1 })
+        Err(ReadError::OutOfRange {
+            partition: 0,
+            requested: 2,
+            end: 1
+        })
     ));
     let extra = log.partitions();
     let mut beyond = LogPosition::start(1);
     beyond.advance(extra, 0);
     assert!(matches!(
         log.reader(&beyond).await,
-        Err(ReadError::OutOfRange { requested: 1, end: 0, .. })
+        Err(ReadError::OutOfRange {
+            requested: 1,
+            end: 0,
+            ..
+        })
     ));
 }
 
@@ -338,10 +403,17 @@ pub async fn next_batch_respects_max(factory: &dyn LogFactory) {
         append(&*log, "k", &i.to_string()).await;
     }
     let mut reader = log.reader(&LogPosition::default()).await.expect("reader");
-    assert!(within("max 0", reader.next_batch(0)).await.expect("batch").is_empty());
+    assert!(
+        within("max 0", reader.next_batch(0))
+            .await
+            .expect("batch")
+            .is_empty()
+    );
     let mut offsets = Vec::new();
     while offsets.len() < 10 {
-        let batch = within("a batch", reader.next_batch(3)).await.expect("batch");
+        let batch = within("a batch", reader.next_batch(3))
+            .await
+            .expect("batch");
         assert!((1..=3).contains(&batch.len()), "batch of {}", batch.len());
         offsets.extend(batch.iter().map(|r| r.offset));
     }
@@ -366,10 +438,15 @@ pub async fn empty_and_binary_records(factory: &dyn LogFactory) {
     let (_store, log) = open_new(factory, 1).await;
     let binary: Vec<u8> = (0..=255).collect();
     log.append(b"", Bytes::new()).await.expect("append");
-    log.append(&binary, Bytes::from(binary.clone())).await.expect("append");
+    log.append(&binary, Bytes::from(binary.clone()))
+        .await
+        .expect("append");
     let records = read_all(&*log).await;
     assert_eq!((records[0].key.len(), records[0].payload.len()), (0, 0));
-    assert_eq!((&records[1].key[..], &records[1].payload[..]), (&binary[..], &binary[..]));
+    assert_eq!(
+        (&records[1].key[..], &records[1].payload[..]),
+        (&binary[..], &binary[..])
+    );
 }
 
 /// A record over the backend's limit is refused (if the backend has a limit below 16 MiB) and

@@ -28,7 +28,10 @@ const ACKS_BEFORE_KILL: usize = 1500;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn config() -> LocalLogConfig {
-    LocalLogConfig { segment_bytes: SEGMENT_BYTES, ..Default::default() }
+    LocalLogConfig {
+        segment_bytes: SEGMENT_BYTES,
+        ..Default::default()
+    }
 }
 
 fn payload(writer: u64, seq: u64) -> String {
@@ -72,9 +75,16 @@ fn record_ack(line: String, acknowledged: &mut BTreeMap<u64, (u64, u64)>) -> boo
     let Some(ack) = line.strip_prefix("ack ") else {
         return false;
     };
-    let fields: Vec<u64> = ack.split(' ').map(|f| f.parse().expect("ack field")).collect();
+    let fields: Vec<u64> = ack
+        .split(' ')
+        .map(|f| f.parse().expect("ack field"))
+        .collect();
     let previous = acknowledged.insert(fields[0], (fields[1], fields[2]));
-    assert!(previous.is_none(), "offset {} acknowledged twice", fields[0]);
+    assert!(
+        previous.is_none(),
+        "offset {} acknowledged twice",
+        fields[0]
+    );
     true
 }
 
@@ -87,7 +97,13 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
     // Several crashes on the same directory: recovery after recovery.
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -129,11 +145,18 @@ fn sigkill_mid_load_loses_no_acknowledged_append() {
             let log = LocalLog::open(dir.path(), config()).expect("reopen after SIGKILL");
             let records = read_all(&log).await;
             let last_acked = *acknowledged.keys().next_back().expect("some acks");
-            assert!(records.len() as u64 > last_acked, "acknowledged offset {last_acked} lost");
+            assert!(
+                records.len() as u64 > last_acked,
+                "acknowledged offset {last_acked} lost"
+            );
             for (&offset, &(writer, seq)) in &acknowledged {
                 let record = &records[offset as usize];
                 assert_eq!(record.offset, offset);
-                assert_eq!(record.payload, payload(writer, seq).as_bytes(), "offset {offset}");
+                assert_eq!(
+                    record.payload,
+                    payload(writer, seq).as_bytes(),
+                    "offset {offset}"
+                );
             }
             eprintln!(
                 "round {round}: {} acknowledged so far, {} records after reopen, {} torn bytes cut",

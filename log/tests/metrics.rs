@@ -16,7 +16,12 @@ struct Capture(Mutex<HashMap<String, Vec<f64>>>);
 
 impl Capture {
     fn values(&self, name: &str) -> Vec<f64> {
-        self.0.lock().expect("capture").get(name).cloned().unwrap_or_default()
+        self.0
+            .lock()
+            .expect("capture")
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -24,7 +29,13 @@ struct Handle(Arc<Capture>, String);
 
 impl Handle {
     fn push(&self, value: f64) {
-        self.0.0.lock().expect("capture").entry(self.1.clone()).or_default().push(value);
+        self.0
+            .0
+            .lock()
+            .expect("capture")
+            .entry(self.1.clone())
+            .or_default()
+            .push(value);
     }
 }
 
@@ -68,18 +79,26 @@ fn appends_fsyncs_group_sizes_and_torn_bytes_are_measured() {
     block_on(async {
         let log = LocalLog::open(dir.path(), LocalLogConfig::default()).expect("open");
         for i in 0..3u8 {
-            log.append(b"k", Bytes::from(vec![i; 10])).await.expect("append");
+            log.append(b"k", Bytes::from(vec![i; 10]))
+                .await
+                .expect("append");
         }
         let latencies = capture.values("ddns_log_append_seconds");
         assert_eq!(latencies.len(), 3);
-        assert!(latencies.iter().all(|&s| s > 0.0 && s < 60.0), "{latencies:?}");
+        assert!(
+            latencies.iter().all(|&s| s > 0.0 && s < 60.0),
+            "{latencies:?}"
+        );
         assert_eq!(capture.values("ddns_log_group_commit_size"), vec![1.0; 3]);
         let fsyncs: f64 = capture.values("ddns_log_fsyncs_total").iter().sum();
         assert_eq!(fsyncs, log.stats().fsyncs as f64);
         drop(log);
 
         let segment = dir.path().join(format!("{:020}.log", 0));
-        let file = std::fs::OpenOptions::new().write(true).open(&segment).expect("segment");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("segment");
         file.set_len(8 + 2 * 31 + 5).expect("truncate");
         let log = LocalLog::open(dir.path(), LocalLogConfig::default()).expect("reopen");
         assert_eq!(log.stats().torn_bytes_cut_on_open, 5);

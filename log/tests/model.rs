@@ -58,7 +58,12 @@ fn last_segment(dir: &Path) -> (PathBuf, u64) {
         .expect("read_dir")
         .map(|e| e.expect("entry").path())
         .filter_map(|p| {
-            let base = p.file_name()?.to_str()?.strip_suffix(".log")?.parse().ok()?;
+            let base = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
             Some((p, base))
         })
         .max_by_key(|&(_, base)| base)
@@ -79,12 +84,18 @@ fn last_segment_frames(model: &[(Bytes, Bytes)], base: u64) -> Vec<(u64, u64)> {
 }
 
 fn open(dir: &Path) -> LocalLog {
-    let config = LocalLogConfig { segment_bytes: SEGMENT_BYTES, ..Default::default() };
+    let config = LocalLogConfig {
+        segment_bytes: SEGMENT_BYTES,
+        ..Default::default()
+    };
     LocalLog::open(dir, config).expect("open")
 }
 
 async fn check(log: &LocalLog, model: &[(Bytes, Bytes)]) {
-    assert_eq!(log.end().await.expect("end"), LogPosition::from_offsets(vec![model.len() as u64]));
+    assert_eq!(
+        log.end().await.expect("end"),
+        LogPosition::from_offsets(vec![model.len() as u64])
+    );
     let records = read_all(log).await;
     assert_eq!(records.len(), model.len());
     for (i, (record, (key, payload))) in records.iter().zip(model).enumerate() {
@@ -95,8 +106,10 @@ async fn check(log: &LocalLog, model: &[(Bytes, Bytes)]) {
 
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let mut model: Vec<(Bytes, Bytes)> = Vec::new();
         let mut log = Some(open(dir.path()));
@@ -112,7 +125,10 @@ fn run(ops: Vec<Op>) {
             // Where the records that survive the damage end (None: the header is torn).
             let mut kept_end = Some(records_end);
             match op {
-                Op::Append { key_len, payload_len } => {
+                Op::Append {
+                    key_len,
+                    payload_len,
+                } => {
                     let key = Bytes::from(vec![b'k'; key_len]);
                     let payload = Bytes::from(vec![(n % 251) as u8; payload_len]);
                     let log = log.as_ref().expect("open");
@@ -132,7 +148,10 @@ fn run(ops: Vec<Op>) {
                         kept_end = None;
                         model.truncate(base as usize);
                     } else {
-                        let whole = frames.iter().take_while(|&&(_, end)| end <= new_len).count();
+                        let whole = frames
+                            .iter()
+                            .take_while(|&&(_, end)| end <= new_len)
+                            .count();
                         kept_end = Some(frames.get(whole.wrapping_sub(1)).map_or(HEADER, |f| f.1));
                         model.truncate(base as usize + whole);
                     }
@@ -144,11 +163,15 @@ fn run(ops: Vec<Op>) {
                 Op::FlipInLastRecord { at } => {
                     if let Some(&(start, end)) = frames.last() {
                         let pos = start + (at as u64 % (end - start));
-                        let file =
-                            OpenOptions::new().read(true).write(true).open(&path).expect("open");
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&path)
+                            .expect("open");
                         let mut byte = [0u8];
                         file.read_exact_at(&mut byte, pos).expect("read");
-                        file.write_all_at(&[byte[0] ^ (1 << (at % 8))], pos).expect("write");
+                        file.write_all_at(&[byte[0] ^ (1 << (at % 8))], pos)
+                            .expect("write");
                         kept_end = Some(start);
                         model.pop();
                     }
@@ -165,7 +188,11 @@ fn run(ops: Vec<Op>) {
             };
             if log.is_none() {
                 let reopened = open(dir.path());
-                assert_eq!(reopened.stats().torn_bytes_cut_on_open, expected_cut, "op {n}");
+                assert_eq!(
+                    reopened.stats().torn_bytes_cut_on_open,
+                    expected_cut,
+                    "op {n}"
+                );
                 log = Some(reopened);
             }
             check(log.as_ref().expect("open"), &model).await;

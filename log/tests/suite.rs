@@ -51,7 +51,10 @@ impl LogFactory for LocalFactory {
     async fn create(&self, partitions: u32) -> Box<dyn LogStore> {
         assert_eq!(partitions, 1);
         let dir = tempfile::tempdir().expect("tempdir");
-        Box::new(LocalStore { dir, config: self.0.clone() })
+        Box::new(LocalStore {
+            dir,
+            config: self.0.clone(),
+        })
     }
 }
 

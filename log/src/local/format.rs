@@ -62,7 +62,10 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, offset: u64, key: &[u8], payload: 
 /// The frame prefix: `(body_len, crc)`.
 pub(crate) fn parse_prefix(prefix: [u8; FRAME_PREFIX_LEN]) -> (u32, u32) {
     let [a, b, c, d, e, f, g, h] = prefix;
-    (u32::from_le_bytes([a, b, c, d]), u32::from_le_bytes([e, f, g, h]))
+    (
+        u32::from_le_bytes([a, b, c, d]),
+        u32::from_le_bytes([e, f, g, h]),
+    )
 }
 
 /// Checks a frame's `body_len` against the bytes available after its prefix.
@@ -98,7 +101,11 @@ pub(crate) fn parse_body(body: &[u8], crc: u32) -> Result<Body<'_>, &'static str
         return Err("record key length past the record's end");
     }
     let (key, payload) = rest.split_at(key_len);
-    Ok(Body { offset: u64::from_le_bytes(*offset), key, payload })
+    Ok(Body {
+        offset: u64::from_le_bytes(*offset),
+        key,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -108,12 +115,20 @@ mod tests {
     #[test]
     fn segment_names() {
         assert_eq!(segment_file_name(42), "00000000000000000042.log");
-        assert_eq!(parse_segment_file_name(Path::new("/x/00000000000000000042.log")), Some(42));
+        assert_eq!(
+            parse_segment_file_name(Path::new("/x/00000000000000000042.log")),
+            Some(42)
+        );
         assert_eq!(
             parse_segment_file_name(Path::new(&segment_file_name(u64::MAX))),
             Some(u64::MAX)
         );
-        for bad in ["42.log", "0000000000000000004a.log", "00000000000000000042.tmp", "LOCK"] {
+        for bad in [
+            "42.log",
+            "0000000000000000004a.log",
+            "00000000000000000042.tmp",
+            "LOCK",
+        ] {
             assert_eq!(parse_segment_file_name(Path::new(bad)), None, "{bad}");
         }
     }
@@ -127,7 +142,10 @@ mod tests {
         let (body_len, crc) = parse_prefix(*prefix);
         assert_eq!(check_body_len(body_len, body.len() as u64), Ok(body.len()));
         let parsed = parse_body(body, crc).expect("valid frame");
-        assert_eq!((parsed.offset, parsed.key, parsed.payload), (7, &b"key"[..], &b"payload"[..]));
+        assert_eq!(
+            (parsed.offset, parsed.key, parsed.payload),
+            (7, &b"key"[..], &b"payload"[..])
+        );
 
         assert!(check_body_len(body_len, body.len() as u64 - 1).is_err());
         assert!(check_body_len(11, 100).is_err());

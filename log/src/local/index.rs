@@ -28,13 +28,24 @@ pub(crate) struct Segment {
 impl Segment {
     /// A segment with no records yet.
     pub(crate) fn empty(base: u64, path: PathBuf, file: Arc<File>) -> Self {
-        Segment { base, path, file, len: HEADER_LEN, end: base, entries: Vec::new() }
+        Segment {
+            base,
+            path,
+            file,
+            len: HEADER_LEN,
+            end: base,
+            entries: Vec::new(),
+        }
     }
 
     /// Records that the next record (offset `self.end`) is durable at byte `self.len`.
     pub(crate) fn push(&mut self, frame_len: u64) {
         let pos = self.len;
-        if self.entries.last().is_none_or(|&(_, last)| pos - last >= INDEX_INTERVAL_BYTES) {
+        if self
+            .entries
+            .last()
+            .is_none_or(|&(_, last)| pos - last >= INDEX_INTERVAL_BYTES)
+        {
             self.entries.push((self.end, pos));
         }
         self.len = pos + frame_len;
@@ -64,12 +75,18 @@ pub(crate) struct Index {
 impl Index {
     /// Where to start reading for `offset`, or `None` if no segment holds it.
     pub(crate) fn locate(&self, offset: u64) -> Option<ReadPlan> {
-        let i = self.segments.partition_point(|s| s.base <= offset).checked_sub(1)?;
+        let i = self
+            .segments
+            .partition_point(|s| s.base <= offset)
+            .checked_sub(1)?;
         let segment = &self.segments[i];
         if offset >= segment.end {
             return None;
         }
-        let j = segment.entries.partition_point(|&(o, _)| o <= offset).checked_sub(1)?;
+        let j = segment
+            .entries
+            .partition_point(|&(o, _)| o <= offset)
+            .checked_sub(1)?;
         let (entry_offset, pos) = segment.entries[j];
         Some(ReadPlan {
             file: Arc::clone(&segment.file),
@@ -99,7 +116,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = Arc::new(File::create(dir.path().join("f")).expect("file"));
         let mut index = Index::default();
-        index.segments.push(Segment::empty(0, "a".into(), Arc::clone(&file)));
+        index
+            .segments
+            .push(Segment::empty(0, "a".into(), Arc::clone(&file)));
         for _ in 0..100 {
             index.segments[0].push(1000);
         }

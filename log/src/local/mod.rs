@@ -112,10 +112,14 @@ impl Default for LocalLogConfig {
 impl LocalLogConfig {
     fn validate(&self) -> Result<(), OpenError> {
         if self.segment_bytes < MIN_SEGMENT_BYTES {
-            return Err(OpenError::InvalidConfig("segment_bytes must be at least 64"));
+            return Err(OpenError::InvalidConfig(
+                "segment_bytes must be at least 64",
+            ));
         }
         if self.max_record_bytes > MAX_RECORD_BYTES_LIMIT {
-            return Err(OpenError::InvalidConfig("max_record_bytes must be at most 256 MiB"));
+            return Err(OpenError::InvalidConfig(
+                "max_record_bytes must be at most 256 MiB",
+            ));
         }
         Ok(())
     }
@@ -207,14 +211,24 @@ impl LocalLog {
             torn_bytes_cut_on_open: recovered.torn_bytes,
         });
         let (requests, queue) = mpsc::channel();
-        let writer = Writer::new(Arc::clone(&shared), queue, durable_tx, lock, recovered.allocated);
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            queue,
+            durable_tx,
+            lock,
+            recovered.allocated,
+        );
         let writer = thread::Builder::new()
             .name("ddns-log-writer".into())
             .spawn(move || writer.run())
             .map_err(OpenError::io(dir))?;
         describe_metrics();
         tracing::info!(dir = %dir.display(), end, segments, "opened local log");
-        Ok(LocalLog { shared, requests: Some(requests), writer: Some(writer) })
+        Ok(LocalLog {
+            shared,
+            requests: Some(requests),
+            writer: Some(writer),
+        })
     }
 
     /// Counters since the log was opened.
@@ -256,7 +270,11 @@ impl EventLog for LocalLog {
         }
         let started = Instant::now();
         let (reply, acknowledged) = oneshot::channel();
-        let pending = Pending { key: Bytes::copy_from_slice(key), payload, reply };
+        let pending = Pending {
+            key: Bytes::copy_from_slice(key),
+            payload,
+            reply,
+        };
         self.requests
             .as_ref()
             .ok_or(AppendError::Closed)?
@@ -268,14 +286,20 @@ impl EventLog for LocalLog {
     }
 
     async fn end(&self) -> Result<LogPosition, ReadError> {
-        Ok(LogPosition::from_offsets(vec![*self.shared.durable.borrow()]))
+        Ok(LogPosition::from_offsets(vec![
+            *self.shared.durable.borrow(),
+        ]))
     }
 
     async fn reader(&self, from: &LogPosition) -> Result<Box<dyn LogReader>, ReadError> {
         let durable = self.shared.durable.clone();
         let end = *durable.borrow();
         check_start(from, &LogPosition::from_offsets(vec![end]))?;
-        Ok(Box::new(LocalReader::new(Arc::clone(&self.shared), durable, from.offset(0))))
+        Ok(Box::new(LocalReader::new(
+            Arc::clone(&self.shared),
+            durable,
+            from.offset(0),
+        )))
     }
 }
 
@@ -291,8 +315,13 @@ fn lock_dir(dir: &Path) -> Result<fs::File, OpenError> {
         .map_err(OpenError::io(&path))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(OpenError::Locked { path: dir.to_path_buf() }),
-        Err(errno) => Err(OpenError::Io { path, source: errno.into() }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(OpenError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(errno) => Err(OpenError::Io {
+            path,
+            source: errno.into(),
+        }),
     }
 }
 

@@ -29,7 +29,12 @@ pub(crate) struct LocalReader {
 
 impl LocalReader {
     pub(crate) fn new(shared: Arc<Shared>, durable: watch::Receiver<u64>, next: u64) -> Self {
-        LocalReader { shared, durable, next, buf: Vec::new() }
+        LocalReader {
+            shared,
+            durable,
+            next,
+            buf: Vec::new(),
+        }
     }
 
     /// Reads up to `max` records from `self.next`, all below the durable `end`, on a blocking
@@ -112,18 +117,29 @@ fn read_into(
     let stop = end.min(next.saturating_add(max as u64));
     let mut bytes = 0;
     while next < stop && bytes < MAX_BATCH_BYTES {
-        let corrupt = |offset, reason| ReadError::Corrupt { partition: 0, offset, reason };
+        let corrupt = |offset, reason| ReadError::Corrupt {
+            partition: 0,
+            offset,
+            reason,
+        };
         let plan = shared
             .index
             .read()
             .expect("log index lock poisoned")
             .locate(next)
             .ok_or_else(|| corrupt(next, "durable offset missing from the index"))?;
-        let mut chunk = Chunk { file: &plan.file, buf: &mut *buf, start: 0, limit: plan.limit };
+        let mut chunk = Chunk {
+            file: &plan.file,
+            buf: &mut *buf,
+            start: 0,
+            limit: plan.limit,
+        };
         chunk.buf.clear();
         let (mut pos, mut offset) = (plan.pos, plan.offset);
         while offset < plan.end && next < stop && bytes < MAX_BATCH_BYTES {
-            let prefix = chunk.get(pos, FRAME_PREFIX_LEN).map_err(|r| r.into_error(offset))?;
+            let prefix = chunk
+                .get(pos, FRAME_PREFIX_LEN)
+                .map_err(|r| r.into_error(offset))?;
             let prefix = prefix.try_into().expect("get returns the length asked for");
             let (body_len, crc) = parse_prefix(prefix);
             let available = plan.limit - pos - FRAME_PREFIX_LEN as u64;
@@ -192,7 +208,9 @@ impl Chunk<'_> {
             let want = len.max(READ_CHUNK_BYTES) as u64;
             let read_len = want.min(self.limit - pos) as usize;
             self.buf.resize(read_len, 0);
-            self.file.read_exact_at(self.buf, pos).map_err(ChunkError::Io)?;
+            self.file
+                .read_exact_at(self.buf, pos)
+                .map_err(ChunkError::Io)?;
             self.start = pos;
         }
         let from = (pos - self.start) as usize;

@@ -45,7 +45,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
         let segment =
             create_segment(dir, 0).map_err(OpenError::io(dir.join(segment_file_name(0))))?;
         return Ok(Recovered {
-            index: Index { segments: vec![segment] },
+            index: Index {
+                segments: vec![segment],
+            },
             allocated: HEADER_LEN,
             torn_bytes: 0,
         });
@@ -69,14 +71,21 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
             });
         }
         let last = i + 1 == bases.len();
-        let file =
-            OpenOptions::new().read(true).write(last).open(&path).map_err(OpenError::io(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(last)
+            .open(&path)
+            .map_err(OpenError::io(&path))?;
         let scanned = scan_segment(path, file, base, last)?;
         torn_bytes += scanned.cut;
         allocated = scanned.file_len;
         index.segments.push(scanned.segment);
     }
-    Ok(Recovered { index, allocated, torn_bytes })
+    Ok(Recovered {
+        index,
+        allocated,
+        torn_bytes,
+    })
 }
 
 /// Syncs [`create_segment`] does: the file (header and size) and the directory.
@@ -87,7 +96,11 @@ pub(crate) const SYNCS_PER_SEGMENT: u64 = 2;
 /// name.
 pub(crate) fn create_segment(dir: &Path, base: u64) -> std::io::Result<Segment> {
     let path = dir.join(segment_file_name(base));
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
     file.write_all_at(&SEGMENT_MAGIC, 0)?;
     file.sync_all()?;
     sync_dir(dir)?;
@@ -117,7 +130,8 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
 
     let mut header = [0u8; HEADER_LEN as usize];
     let header_ok = file_len >= HEADER_LEN && {
-        file.read_exact_at(&mut header, 0).map_err(OpenError::io(&path))?;
+        file.read_exact_at(&mut header, 0)
+            .map_err(OpenError::io(&path))?;
         header == SEGMENT_MAGIC
     };
     if !header_ok {
@@ -132,7 +146,11 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
             } else {
                 "bad segment header (not a ddnsd log segment, or a newer format)"
             };
-            return Err(OpenError::Corrupt { segment: path, position: 0, reason });
+            return Err(OpenError::Corrupt {
+                segment: path,
+                position: 0,
+                reason,
+            });
         }
         (|| {
             file.set_len(0)?;
@@ -142,13 +160,19 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
         .map_err(OpenError::io(&path))?;
         report_cut(&path, 0, file_len, "segment header never reached the disk");
         let segment = Segment::empty(base, path, Arc::new(file));
-        return Ok(Scanned { segment, cut: file_len, file_len: HEADER_LEN });
+        return Ok(Scanned {
+            segment,
+            cut: file_len,
+            file_len: HEADER_LEN,
+        });
     }
 
     let mut segment = Segment::empty(base, path, Arc::new(file));
     let file = Arc::clone(&segment.file);
     let mut reader = BufReader::with_capacity(SCAN_BUFFER_BYTES, &*file);
-    reader.seek(SeekFrom::Start(HEADER_LEN)).map_err(OpenError::io(&segment.path))?;
+    reader
+        .seek(SeekFrom::Start(HEADER_LEN))
+        .map_err(OpenError::io(&segment.path))?;
     let mut body = Vec::new();
     let damage = loop {
         let pos = segment.len;
@@ -160,14 +184,18 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
             break Some("short record prefix");
         }
         let mut prefix = [0u8; FRAME_PREFIX_LEN];
-        reader.read_exact(&mut prefix).map_err(OpenError::io(&segment.path))?;
+        reader
+            .read_exact(&mut prefix)
+            .map_err(OpenError::io(&segment.path))?;
         let (body_len, crc) = parse_prefix(prefix);
         let body_len = match check_body_len(body_len, remaining - FRAME_PREFIX_LEN as u64) {
             Ok(len) => len,
             Err(reason) => break Some(reason),
         };
         body.resize(body_len, 0);
-        reader.read_exact(&mut body).map_err(OpenError::io(&segment.path))?;
+        reader
+            .read_exact(&mut body)
+            .map_err(OpenError::io(&segment.path))?;
         match parse_body(&body, crc) {
             Err(reason) => break Some(reason),
             Ok(record) if record.offset != segment.end => {
@@ -179,14 +207,26 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
     drop(reader);
 
     let Some(reason) = damage else {
-        return Ok(Scanned { segment, cut: 0, file_len });
+        return Ok(Scanned {
+            segment,
+            cut: 0,
+            file_len,
+        });
     };
     let pos = segment.len;
     if !last {
-        return Err(OpenError::Corrupt { segment: segment.path, position: pos, reason });
+        return Err(OpenError::Corrupt {
+            segment: segment.path,
+            position: pos,
+            reason,
+        });
     }
     if all_zero(&file, pos, file_len).map_err(OpenError::io(&segment.path))? {
-        return Ok(Scanned { segment, cut: 0, file_len });
+        return Ok(Scanned {
+            segment,
+            cut: 0,
+            file_len,
+        });
     }
     (|| {
         file.set_len(pos)?;
@@ -194,7 +234,11 @@ fn scan_segment(path: PathBuf, file: File, base: u64, last: bool) -> Result<Scan
     })()
     .map_err(OpenError::io(&segment.path))?;
     report_cut(&segment.path, pos, file_len - pos, reason);
-    Ok(Scanned { segment, cut: file_len - pos, file_len: pos })
+    Ok(Scanned {
+        segment,
+        cut: file_len - pos,
+        file_len: pos,
+    })
 }
 
 /// Logs and counts a torn tail cut off on open: the one place that reports it.
@@ -213,7 +257,9 @@ fn report_cut(path: &Path, position: u64, bytes: u64, reason: &'static str) {
 fn all_zero(file: &File, mut pos: u64, len: u64) -> std::io::Result<bool> {
     let mut buf = vec![0u8; 64 * 1024];
     while pos < len {
-        let n = usize::try_from(len - pos).unwrap_or(usize::MAX).min(buf.len());
+        let n = usize::try_from(len - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         file.read_exact_at(&mut buf[..n], pos)?;
         if buf[..n].iter().any(|&b| b != 0) {
             return Ok(false);

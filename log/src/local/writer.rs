@@ -78,8 +78,16 @@ impl Writer {
     ) -> Self {
         let (active, base, len, next) = {
             let index = shared.index.read().expect("log index lock poisoned");
-            let active = index.segments.last().expect("recovery leaves at least one segment");
-            (Arc::clone(&active.file), active.base, active.len, active.end)
+            let active = index
+                .segments
+                .last()
+                .expect("recovery leaves at least one segment");
+            (
+                Arc::clone(&active.file),
+                active.base,
+                active.len,
+                active.end,
+            )
         };
         Writer {
             shared,
@@ -192,7 +200,10 @@ impl Writer {
         metrics::histogram!("ddns_log_group_commit_size").record(count as f64);
         for (offset, pending) in (first_offset..).zip(self.batch.drain(..)) {
             // An appender that stopped waiting still has its record appended.
-            let _ = pending.reply.send(Ok(Appended { partition: 0, offset }));
+            let _ = pending.reply.send(Ok(Appended {
+                partition: 0,
+                offset,
+            }));
         }
     }
 
@@ -220,7 +231,9 @@ impl Writer {
 /// Writes zeros to `file` over `from..to`.
 fn write_zeros(file: &File, mut from: u64, to: u64) -> io::Result<()> {
     while from < to {
-        let n = usize::try_from(to - from).unwrap_or(usize::MAX).min(ZEROS.len());
+        let n = usize::try_from(to - from)
+            .unwrap_or(usize::MAX)
+            .min(ZEROS.len());
         file.write_all_at(&ZEROS[..n], from)?;
         from += n as u64;
     }
