@@ -85,13 +85,21 @@ pub struct Responder {
     zone: Arc<LiveZone>,
     /// One entry per `zone.apexes()`, same order.
     apexes: Vec<ApexRecords>,
+    /// The question section of replies to messages without exactly one question.
+    no_question: Queries,
 }
 
 impl Responder {
     /// A responder serving `zone` (its set of apexes is fixed for the zone's life).
     pub fn new(zone: Arc<LiveZone>) -> Responder {
         let apexes = zone.apexes().iter().map(ApexRecords::new).collect();
-        Responder { zone, apexes }
+        let no_question =
+            Queries::read(&mut BinDecoder::new(&[]), 0).expect("reading zero queries cannot fail");
+        Responder {
+            zone,
+            apexes,
+            no_question,
+        }
     }
 
     /// Answers one DNS message in wire format, returning the reply in wire format, or `None` when
@@ -109,15 +117,13 @@ impl Responder {
         match Request::from_bytes(message.to_vec(), unknown_src, protocol) {
             Ok(request) => {
                 let reply = self.reply(&request, transport)?;
-                Some(reply.encode(&request.queries, transport))
+                Some(reply.encode(self.question(&request), transport))
             }
             // Hickory answers an undecodable message even when its QR bit is set; a 12-byte
             // reply cannot amplify, and its own QR=1 means no server answers it in turn.
             Err(_) => {
-                let no_queries = Queries::read(&mut BinDecoder::new(&[]), 0)
-                    .expect("reading zero queries cannot fail");
                 let reply = Reply::error(&header.metadata, None, ResponseCode::FormErr);
-                Some(reply.encode(&no_queries, transport))
+                Some(reply.encode(&self.no_question, transport))
             }
         }
     }
@@ -130,10 +136,21 @@ impl Responder {
             Transport::Udp => reply.udp_limit(),
             Transport::Tcp => u16::MAX,
         };
-        reply.fit(&request.queries, limit);
+        reply.fit(self.question(request), limit);
         metrics::counter!("ddns_dns_queries_total", "rcode" => rcode_label(reply.metadata.response_code))
             .increment(1);
         Some(reply)
+    }
+
+    /// The question section to echo in the reply to `request`: its own if it has exactly one
+    /// question, else none. Echoing many questions (a FORMERR or NOTIMP reply) could make even
+    /// the reply without records too large for UDP.
+    pub(crate) fn question<'q>(&'q self, request: &'q MessageRequest) -> &'q Queries {
+        if request.queries.len() == 1 {
+            &request.queries
+        } else {
+            &self.no_question
+        }
     }
 
     /// The reply to `request` before any size limit: the DNS logic proper.
@@ -853,8 +870,9 @@ mod tests {
                 Request::from_bytes(bytes, "192.0.2.9:53".parse().expect("addr"), Protocol::Tcp)
                     .expect("decodes");
             let reply = responder.answer(&request).expect("a reply");
-            let encoded = reply.encode(&request.queries, Transport::Tcp).len();
-            assert!(reply.size_bound(&request.queries) >= encoded, "{message:?}");
+            let question = responder.question(&request);
+            let encoded = reply.encode(question, Transport::Tcp).len();
+            assert!(reply.size_bound(question) >= encoded, "{message:?}");
         }
     }
 
@@ -907,6 +925,33 @@ mod tests {
         let reply = ask(&message);
         assert_eq!(rcode(&reply), ResponseCode::FormErr);
         assert!(reply.answers.is_empty());
+    }
+
+    #[test]
+    fn a_formerr_for_many_questions_fits_in_udp_without_echoing_them() {
+        let mut message = Message::new(8, MessageType::Query, OpCode::Query);
+        for i in 0..40 {
+            let qname = name(&format!("a-rather-long-host-name-number-{i}.dyn.example."));
+            message.add_query(Query::query(qname, RecordType::A));
+        }
+        let bytes = message.to_vec().expect("encodes");
+        assert!(bytes.len() > 512);
+        let reply = Responder::new(zone())
+            .respond(&bytes, Transport::Udp)
+            .expect("a reply");
+        let reply = Message::from_vec(&reply).expect("decodes");
+        assert_eq!(rcode(&reply), ResponseCode::FormErr);
+        assert!(reply.queries.is_empty());
+        assert!(!reply.metadata.truncation);
+
+        message.metadata.op_code = OpCode::Update;
+        let bytes = message.to_vec().expect("encodes");
+        let reply = Responder::new(zone())
+            .respond(&bytes, Transport::Udp)
+            .expect("a reply");
+        let reply = Message::from_vec(&reply).expect("decodes");
+        assert_eq!(rcode(&reply), ResponseCode::NotImp);
+        assert!(reply.queries.is_empty());
     }
 
     #[test]

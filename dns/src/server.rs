@@ -154,7 +154,7 @@ impl RequestHandler for Handler {
             return header_info(Metadata::response_from_request(&request.metadata));
         };
         match response_handle
-            .send_response(reply.message(&request.queries))
+            .send_response(reply.message(self.responder.question(request)))
             .await
         {
             Ok(info) => info,
