@@ -93,6 +93,9 @@ impl Projector {
         loop {
             let batch = reader.next_batch(BATCH_RECORDS).await?;
             self.apply_batch(&batch)?;
+            let end = log.end().await?;
+            let lag = end.total().saturating_sub(self.position.total());
+            metrics::gauge!("ddns_projector_lag_events").set(lag as f64);
         }
     }
 
