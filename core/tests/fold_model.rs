@@ -23,8 +23,8 @@ struct Model(Vec<ModelDevice>);
 impl Model {
     fn apply(&mut self, event: &Event) -> Outcome {
         let set = |d: &mut ModelDevice, addr: IpAddr| match addr {
-            IpAddr::V4(a) => std::mem::replace(&mut d.v4, Some(a)) != Some(a),
-            IpAddr::V6(a) => std::mem::replace(&mut d.v6, Some(a)) != Some(a),
+            IpAddr::V4(a) => d.v4.replace(a) != Some(a),
+            IpAddr::V6(a) => d.v6.replace(a) != Some(a),
         };
         match &event.body {
             EventBody::DeviceAdd {
