@@ -10,6 +10,7 @@
 //! kind 1 DeviceAdd:    str vendor, str mac, str zone, str label, ip addr, str user_agent, fields
 //! kind 2 DeviceUpdate: str vendor, str mac, str zone, ip addr, str user_agent, fields
 //! kind 3 DeviceRemove: str vendor, str mac, str zone
+//! kind 4 HostImport:   str zone, str name, ip addr
 //! ```
 //!
 //! Names are stored in their canonical form (lowercase, no trailing dot) and decoding rejects any
@@ -34,6 +35,7 @@ const DEVICE_VERSION: u8 = 1;
 const KIND_ADD: u8 = 1;
 const KIND_UPDATE: u8 = 2;
 const KIND_REMOVE: u8 = 3;
+const KIND_IMPORT: u8 = 4;
 
 /// Why bytes are not a valid event or device record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +80,7 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
         EventBody::DeviceAdd { .. } => KIND_ADD,
         EventBody::DeviceUpdate { .. } => KIND_UPDATE,
         EventBody::DeviceRemove { .. } => KIND_REMOVE,
+        EventBody::HostImport { .. } => KIND_IMPORT,
     };
     out.extend_from_slice(&[EVENT_VERSION, kind]);
     out.extend_from_slice(&event.id.0.to_be_bytes());
@@ -110,6 +113,11 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
             put_fields(&mut out, fields)?;
         }
         EventBody::DeviceRemove { device, zone } => put_device(&mut out, device, zone)?,
+        EventBody::HostImport { zone, name, addr } => {
+            put_str(&mut out, zone.as_str(), "zone")?;
+            put_str(&mut out, name.as_str(), "name")?;
+            put_ip(&mut out, *addr);
+        }
     }
     Ok(out)
 }
@@ -155,6 +163,11 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
             let (device, zone) = r.device()?;
             EventBody::DeviceRemove { device, zone }
         }
+        KIND_IMPORT => EventBody::HostImport {
+            zone: r.fqdn()?,
+            name: r.fqdn()?,
+            addr: r.ip()?,
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     r.finish()?;
@@ -391,6 +404,25 @@ mod tests {
         golden.extend_from_slice(b"\x00\x01v\x00\x01m\x00\x01z");
         assert_eq!(encode_event(&remove), Ok(golden.clone()));
         assert_eq!(decode_event(&golden), Ok(remove));
+    }
+
+    #[test]
+    fn golden_bytes_of_a_host_import() {
+        let import = Event {
+            id: EventId(3),
+            at_ms: 4,
+            body: EventBody::HostImport {
+                zone: Fqdn::parse("z").expect("valid"),
+                name: Fqdn::parse("a.b.z").expect("valid"),
+                addr: "192.0.2.9".parse().expect("valid"),
+            },
+        };
+        let mut golden = vec![1, 4];
+        golden.extend_from_slice(&3u128.to_be_bytes());
+        golden.extend_from_slice(&4u64.to_be_bytes());
+        golden.extend_from_slice(b"\x00\x01z\x00\x05a.b.z\x04\xc0\x00\x02\x09");
+        assert_eq!(encode_event(&import), Ok(golden.clone()));
+        assert_eq!(decode_event(&golden), Ok(import));
     }
 
     #[test]

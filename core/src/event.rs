@@ -6,6 +6,7 @@
 //! and both cross-key invariants (a name has one owner, a device has one name) are decided by
 //! one sequential fold.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::names::{Fqdn, Label};
@@ -23,6 +24,10 @@ pub struct DeviceId {
     /// The device's MAC address or serial, normalised by ingest.
     pub mac: String,
 }
+
+/// The vendor of the owner of imported hosts (`ddnsd import`). Vendor names in the
+/// configuration are letters, digits, `-` and `_`, so no device can ever have this vendor.
+pub const IMPORT_VENDOR: &str = "@import";
 
 /// Extra fields a vendor configures (TCP port, firmware version, …), stored with the device.
 pub type Fields = Vec<(String, String)>;
@@ -76,6 +81,16 @@ pub enum EventBody {
         /// The vendor's zone.
         zone: Fqdn,
     },
+    /// `ddnsd import`: one address record of a host from a zone file. The host is owned by
+    /// `(IMPORT_VENDOR, name)`, so no device can claim its name.
+    HostImport {
+        /// The zone the host is in.
+        zone: Fqdn,
+        /// The host's name (any depth below the zone).
+        name: Fqdn,
+        /// The address to set.
+        addr: IpAddr,
+    },
 }
 
 impl Event {
@@ -89,16 +104,26 @@ impl Event {
         match &self.body {
             EventBody::DeviceAdd { zone, .. }
             | EventBody::DeviceUpdate { zone, .. }
-            | EventBody::DeviceRemove { zone, .. } => zone,
+            | EventBody::DeviceRemove { zone, .. }
+            | EventBody::HostImport { zone, .. } => zone,
         }
     }
 
-    /// The device the event is about.
-    pub fn device(&self) -> &DeviceId {
+    /// The device the event is about (for an import, the imported host's owner).
+    pub fn device(&self) -> Cow<'_, DeviceId> {
         match &self.body {
             EventBody::DeviceAdd { device, .. }
             | EventBody::DeviceUpdate { device, .. }
-            | EventBody::DeviceRemove { device, .. } => device,
+            | EventBody::DeviceRemove { device, .. } => Cow::Borrowed(device),
+            EventBody::HostImport { name, .. } => Cow::Owned(import_owner(name)),
         }
+    }
+}
+
+/// The owner of an imported host.
+pub fn import_owner(name: &Fqdn) -> DeviceId {
+    DeviceId {
+        vendor: IMPORT_VENDOR.into(),
+        mac: name.as_str().into(),
     }
 }

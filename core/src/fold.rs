@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::event::{DeviceId, Event, EventBody, Fields};
+use crate::event::{DeviceId, Event, EventBody, Fields, import_owner};
 use crate::names::Fqdn;
 use crate::zone::HostAddrs;
 
@@ -218,6 +218,45 @@ impl State {
                     changed(Outcome::Modified, vec![existing.fqdn.clone()])
                 } else {
                     unchanged(Outcome::NoChange)
+                }
+            }
+            EventBody::HostImport { zone, name, addr } => {
+                if !name.is_within(zone) || name == zone {
+                    // Import validates this; an event that still names the apex claims nothing.
+                    return unchanged(Outcome::NotFound);
+                }
+                let owner = import_owner(name);
+                if self
+                    .owners
+                    .get(name)
+                    .is_some_and(|current| *current != owner)
+                {
+                    return unchanged(Outcome::NameTaken);
+                }
+                match self.devices.get_mut(&owner) {
+                    Some(existing) => {
+                        if existing.set_addr(*addr) {
+                            existing.updated_ms = event.at_ms;
+                            changed(Outcome::Modified, vec![name.clone()])
+                        } else {
+                            unchanged(Outcome::NoChange)
+                        }
+                    }
+                    None => {
+                        let mut new = Device {
+                            fqdn: name.clone(),
+                            v4: None,
+                            v6: None,
+                            user_agent: String::new(),
+                            fields: Vec::new(),
+                            created_ms: event.at_ms,
+                            updated_ms: event.at_ms,
+                        };
+                        new.set_addr(*addr);
+                        self.devices.insert(owner.clone(), new);
+                        self.owners.insert(name.clone(), owner);
+                        changed(Outcome::Created(name.clone()), vec![name.clone()])
+                    }
                 }
             }
             EventBody::DeviceRemove { device, .. } => match self.devices.remove(device) {

@@ -5,6 +5,7 @@
 //! - [`fold`]: [`State::apply`], the deterministic fold of events into devices and names.
 //! - [`zone`]: the live zone the DNS server reads, written by the projector one host at a time.
 //! - [`reply`]: the device API's reply codes.
+//! - [`zonefile`]: a streaming reader of zone files' address records, for `ddnsd import`.
 
 mod codec;
 mod event;
@@ -12,12 +13,14 @@ mod fold;
 mod names;
 mod reply;
 mod zone;
+mod zonefile;
 
 pub use codec::{
     DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event,
 };
-pub use event::{DeviceId, Event, EventBody, EventId, Fields};
+pub use event::{DeviceId, Event, EventBody, EventId, Fields, IMPORT_VENDOR, import_owner};
 pub use fold::{Applied, Device, Outcome, State};
 pub use names::{Fqdn, Label, NameError};
 pub use reply::Reply;
 pub use zone::{HostAddrs, LiveZone, Lookup, ZoneApex, normalize};
+pub use zonefile::{AddressRecord, ZoneFileError, ZoneFileReader};

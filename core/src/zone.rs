@@ -69,7 +69,8 @@ pub enum Lookup<'a> {
     Refused,
     /// The name is a zone apex.
     Apex(&'a ZoneApex),
-    /// The name is a host of the zone.
+    /// The name is a host of the zone; with empty addresses, an empty non-terminal (a name
+    /// that only has hosts below it), which exists and so answers NODATA, not NXDOMAIN.
     Host(&'a ZoneApex, HostAddrs),
     /// The name is inside the zone and does not exist.
     NxDomain(&'a ZoneApex),
@@ -80,6 +81,9 @@ pub enum Lookup<'a> {
 pub struct LiveZone {
     apexes: Vec<ZoneApex>,
     hosts: DashMap<Box<str>, HostAddrs>,
+    /// Names between a host and its apex (`sub.zone` for `www.sub.zone`), with the number of
+    /// hosts below each. Device names sit right under the apex and add nothing here.
+    empty_non_terminals: DashMap<Box<str>, u32>,
     serial: AtomicU32,
 }
 
@@ -89,6 +93,7 @@ impl LiveZone {
         LiveZone {
             apexes,
             hosts: DashMap::new(),
+            empty_non_terminals: DashMap::new(),
             serial: AtomicU32::new(0),
         }
     }
@@ -101,15 +106,47 @@ impl LiveZone {
     /// Sets the host's addresses, or removes the host when `addrs` is empty.
     pub fn set(&self, host: &Fqdn, addrs: HostAddrs) {
         if addrs.is_empty() {
-            self.hosts.remove(host.as_str());
-        } else {
-            self.hosts.insert(host.as_str().into(), addrs);
+            self.remove(host);
+        } else if self.hosts.insert(host.as_str().into(), addrs).is_none() {
+            self.count_ancestors(host.as_str(), true);
         }
     }
 
     /// Removes the host.
     pub fn remove(&self, host: &Fqdn) {
-        self.hosts.remove(host.as_str());
+        if self.hosts.remove(host.as_str()).is_some() {
+            self.count_ancestors(host.as_str(), false);
+        }
+    }
+
+    /// Adds or removes one host below each name between `host` and its apex.
+    fn count_ancestors(&self, host: &str, added: bool) {
+        let Some(apex) = self.apex_of(host) else {
+            return;
+        };
+        let apex_len = apex.origin.as_str().len();
+        let mut name = host;
+        while let Some((_, parent)) = name.split_once('.') {
+            if parent.len() <= apex_len {
+                break;
+            }
+            if added {
+                *self.empty_non_terminals.entry(parent.into()).or_insert(0) += 1;
+            } else {
+                self.empty_non_terminals.remove_if_mut(parent, |_, count| {
+                    *count -= 1;
+                    *count == 0
+                });
+            }
+            name = parent;
+        }
+    }
+
+    fn apex_of(&self, name: &str) -> Option<&ZoneApex> {
+        self.apexes
+            .iter()
+            .filter(|apex| is_within(name, apex.origin.as_str()))
+            .max_by_key(|apex| apex.origin.as_str().len())
     }
 
     /// The host's addresses, if it is in the zone.
@@ -139,12 +176,7 @@ impl LiveZone {
 
     /// Looks up `name`, which must be lowercase and without the trailing dot (see [`normalize`]).
     pub fn lookup(&self, name: &str) -> Lookup<'_> {
-        let Some(apex) = self
-            .apexes
-            .iter()
-            .filter(|apex| is_within(name, apex.origin.as_str()))
-            .max_by_key(|apex| apex.origin.as_str().len())
-        else {
+        let Some(apex) = self.apex_of(name) else {
             return Lookup::Refused;
         };
         if name == apex.origin.as_str() {
@@ -152,6 +184,9 @@ impl LiveZone {
         }
         match self.get(name) {
             Some(addrs) => Lookup::Host(apex, addrs),
+            None if self.empty_non_terminals.contains_key(name) => {
+                Lookup::Host(apex, HostAddrs::default())
+            }
             None => Lookup::NxDomain(apex),
         }
     }
@@ -198,5 +233,32 @@ mod tests {
             Lookup::NxDomain(&zone.apexes()[1])
         );
         assert!(zone.is_empty());
+    }
+
+    #[test]
+    fn names_between_a_host_and_its_apex_exist_while_hosts_are_below_them() {
+        let zone = LiveZone::new(vec![ZoneApex::with_defaults(fqdn("dyn.example"), 30)]);
+        let v4 = HostAddrs {
+            v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            v6: None,
+        };
+        zone.set(&fqdn("www.a.b.dyn.example"), v4);
+        zone.set(&fqdn("ftp.a.b.dyn.example"), v4);
+        zone.set(&fqdn("ftp.a.b.dyn.example"), v4); // a change, not a second host
+        let empty = Lookup::Host(&zone.apexes()[0], HostAddrs::default());
+        let nx = Lookup::NxDomain(&zone.apexes()[0]);
+        assert_eq!(zone.lookup("a.b.dyn.example"), empty);
+        assert_eq!(zone.lookup("b.dyn.example"), empty);
+        assert_eq!(zone.lookup("c.b.dyn.example"), nx);
+        zone.remove(&fqdn("www.a.b.dyn.example"));
+        assert_eq!(
+            zone.lookup("a.b.dyn.example"),
+            empty,
+            "ftp is still below it"
+        );
+        zone.set(&fqdn("ftp.a.b.dyn.example"), HostAddrs::default());
+        assert_eq!(zone.lookup("a.b.dyn.example"), nx);
+        assert_eq!(zone.lookup("b.dyn.example"), nx);
+        assert!(zone.empty_non_terminals.is_empty());
     }
 }

@@ -45,6 +45,18 @@ pub fn update(id: u128, dev: u32, addr: IpAddr) -> Event {
     }
 }
 
+pub fn import(id: u128, name: &str, addr: IpAddr) -> Event {
+    Event {
+        id: EventId(id),
+        at_ms: id as u64,
+        body: EventBody::HostImport {
+            zone: zone(),
+            name: Fqdn::parse(name).expect("valid name"),
+            addr,
+        },
+    }
+}
+
 pub fn remove(id: u128, dev: u32) -> Event {
     Event {
         id: EventId(id),

@@ -57,6 +57,7 @@ fn simulate(seed: u64) {
     let mut state = State::new();
     let mut wan: Vec<Option<IpAddr>> = vec![None; DEVICES as usize];
     let mut counts = [0usize; 6];
+    let mut imports_created = 0usize;
     for step in 0..STEPS {
         let dev = rng.random_range(0..DEVICES);
         let id = step as u128;
@@ -85,7 +86,17 @@ fn simulate(seed: u64) {
                 wan[dev as usize].unwrap_or_else(|| random_addr(&mut rng)),
             ),
             // Decommissioned.
-            85..=91 => remove(id, dev),
+            85..=89 => remove(id, dev),
+            // A host imported from a zone file: sometimes a device's name, sometimes deeper.
+            90..=92 => {
+                let n = rng.random_range(0..DEVICES);
+                let name = if rng.random_bool(0.5) {
+                    format!("cam{n}.dyn.example")
+                } else {
+                    format!("h{n}.sub.dyn.example")
+                };
+                import(id, &name, random_addr(&mut rng))
+            }
             // A replay of an earlier event (a duplicate delivery).
             _ if !log.is_empty() => {
                 let earlier = &log[rng.random_range(0..log.len())];
@@ -99,10 +110,16 @@ fn simulate(seed: u64) {
             Ok(&event),
             "codec round trip"
         );
-        let before = state.device(event.device()).cloned();
+        let before = state.device(&event.device()).cloned();
         let applied = state.apply(&event);
         check_outcome(&event, before.as_ref(), &state, &applied.outcome);
         counts[outcome_index(&applied.outcome)] += 1;
+        if matches!(
+            (&event.body, &applied.outcome),
+            (ddns_core::EventBody::HostImport { .. }, Outcome::Created(_))
+        ) {
+            imports_created += 1;
+        }
         log.push(bytes);
         if step % 5_000 == 4_999 {
             check_invariants(&state);
@@ -114,6 +131,7 @@ fn simulate(seed: u64) {
     check_invariants(&state);
     // Every outcome happened: the simulation exercises the whole fold.
     assert!(counts.iter().all(|&n| n > 0), "outcomes seen: {counts:?}");
+    assert!(imports_created > 0, "imports exercised");
     // Folding the same log again from nothing gives a byte-identical snapshot.
     let mut replayed = State::new();
     for bytes in &log {
@@ -133,7 +151,7 @@ fn check_outcome(
     after: &State,
     outcome: &Outcome,
 ) {
-    let device: &DeviceId = event.device();
+    let device: &DeviceId = &event.device();
     match outcome {
         Outcome::Created(fqdn) => {
             assert_eq!(after.owner(fqdn), Some(device));

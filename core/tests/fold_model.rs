@@ -76,6 +76,7 @@ impl Model {
                     None => Outcome::NotFound,
                 }
             }
+            EventBody::HostImport { .. } => unreachable!("the strategy generates no imports"),
             EventBody::DeviceRemove { device, .. } => {
                 match self.0.iter().position(|d| d.dev == device.mac) {
                     Some(i) => {

@@ -2,8 +2,10 @@
 //!
 //! - `ddnsd serve`: device API + embedded log + projector + DNS in one process.
 //! - `ddnsd cipher --mac MAC`: seals a device credential (the seed's cipher.aspx).
+//! - `ddnsd import FILE`: loads a zone file's A/AAAA records into the log.
 
 mod config;
+mod import;
 mod serve;
 
 use std::net::SocketAddr;
@@ -42,6 +44,16 @@ enum Command {
         /// Prometheus metrics address (serves /metrics) [default: off].
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+    },
+    /// Loads the A and AAAA records of a zone file into the log (run it with the server stopped).
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// The zone file (RFC 1035 master file, as BIND, NSD and Knot use).
+        file: PathBuf,
+        /// The `$ORIGIN` to start with, if the file has none before its first relative name.
+        #[arg(long)]
+        origin: Option<String>,
     },
     /// Prints a `mac` token for a device, sealed with its vendor's key.
     Cipher {
@@ -98,6 +110,22 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(serve::serve(config))
+        }
+        Command::Import {
+            common,
+            file,
+            origin,
+        } => {
+            let overrides = Overrides {
+                data_dir: common.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(common.config.as_deref(), &overrides)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(import::import(&config, &file, origin.as_deref()))
         }
         Command::Cipher {
             common,

@@ -95,6 +95,9 @@ pub enum IngestError {
         /// What is wrong.
         reason: String,
     },
+    /// A vendor name with characters other than letters, digits, `-` and `_`.
+    #[error("vendor name {0:?}: use letters, digits, - and _")]
+    VendorName(String),
     /// A trusted proxy is not an address or block.
     #[error(transparent)]
     Proxy(#[from] crate::source::CidrError),
@@ -128,6 +131,16 @@ impl DeviceApi {
         log: Arc<dyn EventLog>,
         view: ProjectorView,
     ) -> Result<DeviceApi, IngestError> {
+        // Other names are reserved (imported hosts are owned by the vendor `@import`).
+        if let Some(bad) = vendors.iter().find(|v| {
+            v.name.is_empty()
+                || !v
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) {
+            return Err(IngestError::VendorName(bad.name.clone()));
+        }
         let tokens = TokenBook::new(
             vendors
                 .iter()

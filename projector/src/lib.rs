@@ -116,7 +116,7 @@ impl Projector {
                 }
             };
             let applied = self.shared.apply(&event);
-            touched.push(event.device().clone());
+            touched.push(event.device().into_owned());
             outcomes.push((event.id, applied.outcome));
         }
         let serial = serial_of(&self.position);
