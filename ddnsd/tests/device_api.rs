@@ -225,3 +225,53 @@ fn settings_come_from_the_file_then_the_environment_then_flags() {
         "a clear message"
     );
 }
+
+#[test]
+fn prometheus_metrics_count_replies_floods_appends_and_dns_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "metrics_listen = \"127.0.0.1:0\"\n");
+    let mut server = Server::start(&dir.path().join("data"), Some(&config));
+    let ready = server
+        .drain_log()
+        .iter()
+        .find(|l| l.contains("ddnsd ready"))
+        .cloned()
+        .expect("ready");
+    let metrics: std::net::SocketAddr = ready
+        .split("metrics=Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("metrics address in {ready}"));
+    let mac = server.token("AA", &[]);
+    assert_eq!(
+        server.reply(&format!("/add.aspx?mac={mac}&dm=m&myip=192.0.2.1")),
+        "10|m.dyn.example"
+    );
+    assert_eq!(server.reply("/ipcheck.aspx?mac=junk"), "02");
+    assert_eq!(server.dig_short(&["m.dyn.example", "A"]), ["192.0.2.1"]);
+    // Counters may be flushed in batches: poll until every one shows, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text;
+    loop {
+        let (status, body) = http_get(metrics, "/metrics", &[]);
+        assert_eq!(status, 200);
+        text = body;
+        let dns_counted = text.contains("ddns_dns_queries_total{rcode=\"NOERROR\"}")
+            || text.contains("ddns_dns_queries_total{rcode=\"NoError\"}");
+        if dns_counted || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for expected in [
+        "ddns_ingest_replies_total{path=\"add\",code=\"10\"} 1",
+        "ddns_ingest_replies_total{path=\"ipcheck\",code=\"02\"} 1",
+        "ddns_log_append_seconds",
+        "ddns_projector_applied_total",
+        "ddns_zone_hosts 1",
+        "ddns_dns_queries_total",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
