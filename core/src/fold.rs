@@ -49,12 +49,19 @@ impl Device {
         }
     }
 
-    /// Sets `addr` in its family's record; true if that changed it.
-    fn set_addr(&mut self, addr: IpAddr) -> bool {
-        match addr {
+    /// Records an add or update: the request's User-Agent and fields, and `addr` in its
+    /// family's record; true (and the update time moved) if the address changed.
+    fn refresh(&mut self, addr: IpAddr, user_agent: &str, fields: &Fields, at_ms: u64) -> bool {
+        user_agent.clone_into(&mut self.user_agent);
+        self.fields.clone_from(fields);
+        let changed = match addr {
             IpAddr::V4(v4) => self.v4.replace(v4) != Some(v4),
             IpAddr::V6(v6) => self.v6.replace(v6) != Some(v6),
+        };
+        if changed {
+            self.updated_ms = at_ms;
         }
+        changed
     }
 }
 
@@ -160,46 +167,7 @@ impl State {
                     // Ingest validates the length; an event that still overflows claims nothing.
                     return unchanged(Outcome::NotFound);
                 };
-                if self.owners.get(&fqdn).is_some_and(|owner| owner != device) {
-                    return unchanged(Outcome::NameTaken);
-                }
-                match self.devices.get_mut(device) {
-                    Some(existing) if existing.fqdn == fqdn => {
-                        existing.user_agent.clone_from(user_agent);
-                        existing.fields.clone_from(fields);
-                        if existing.set_addr(*addr) {
-                            existing.updated_ms = event.at_ms;
-                            changed(Outcome::Modified, vec![fqdn])
-                        } else {
-                            unchanged(Outcome::NoChange)
-                        }
-                    }
-                    Some(existing) => {
-                        let old = std::mem::replace(&mut existing.fqdn, fqdn.clone());
-                        existing.set_addr(*addr);
-                        existing.user_agent.clone_from(user_agent);
-                        existing.fields.clone_from(fields);
-                        existing.updated_ms = event.at_ms;
-                        self.owners.remove(&old);
-                        self.owners.insert(fqdn.clone(), device.clone());
-                        changed(Outcome::Created(fqdn.clone()), vec![old, fqdn])
-                    }
-                    None => {
-                        let mut new = Device {
-                            fqdn: fqdn.clone(),
-                            v4: None,
-                            v6: None,
-                            user_agent: user_agent.clone(),
-                            fields: fields.clone(),
-                            created_ms: event.at_ms,
-                            updated_ms: event.at_ms,
-                        };
-                        new.set_addr(*addr);
-                        self.devices.insert(device.clone(), new);
-                        self.owners.insert(fqdn.clone(), device.clone());
-                        changed(Outcome::Created(fqdn.clone()), vec![fqdn])
-                    }
-                }
+                self.claim(device, fqdn, *addr, user_agent, fields, event.at_ms)
             }
             EventBody::DeviceUpdate {
                 device,
@@ -207,57 +175,23 @@ impl State {
                 user_agent,
                 fields,
                 ..
-            } => {
-                let Some(existing) = self.devices.get_mut(device) else {
-                    return unchanged(Outcome::NotFound);
-                };
-                existing.user_agent.clone_from(user_agent);
-                existing.fields.clone_from(fields);
-                if existing.set_addr(*addr) {
-                    existing.updated_ms = event.at_ms;
-                    changed(Outcome::Modified, vec![existing.fqdn.clone()])
-                } else {
-                    unchanged(Outcome::NoChange)
+            } => match self.devices.get_mut(device) {
+                Some(existing) => {
+                    if existing.refresh(*addr, user_agent, fields, event.at_ms) {
+                        changed(Outcome::Modified, vec![existing.fqdn.clone()])
+                    } else {
+                        unchanged(Outcome::NoChange)
+                    }
                 }
-            }
+                None => unchanged(Outcome::NotFound),
+            },
             EventBody::HostImport { zone, name, addr } => {
                 if !name.is_within(zone) || name == zone {
                     // Import validates this; an event that still names the apex claims nothing.
                     return unchanged(Outcome::NotFound);
                 }
                 let owner = import_owner(name);
-                if self
-                    .owners
-                    .get(name)
-                    .is_some_and(|current| *current != owner)
-                {
-                    return unchanged(Outcome::NameTaken);
-                }
-                match self.devices.get_mut(&owner) {
-                    Some(existing) => {
-                        if existing.set_addr(*addr) {
-                            existing.updated_ms = event.at_ms;
-                            changed(Outcome::Modified, vec![name.clone()])
-                        } else {
-                            unchanged(Outcome::NoChange)
-                        }
-                    }
-                    None => {
-                        let mut new = Device {
-                            fqdn: name.clone(),
-                            v4: None,
-                            v6: None,
-                            user_agent: String::new(),
-                            fields: Vec::new(),
-                            created_ms: event.at_ms,
-                            updated_ms: event.at_ms,
-                        };
-                        new.set_addr(*addr);
-                        self.devices.insert(owner.clone(), new);
-                        self.owners.insert(name.clone(), owner);
-                        changed(Outcome::Created(name.clone()), vec![name.clone()])
-                    }
-                }
+                self.claim(&owner, name.clone(), *addr, "", &Vec::new(), event.at_ms)
             }
             EventBody::DeviceRemove { device, .. } => match self.devices.remove(device) {
                 Some(removed) => {
@@ -266,6 +200,60 @@ impl State {
                 }
                 None => unchanged(Outcome::NotFound),
             },
+        }
+    }
+}
+
+impl State {
+    /// `owner` claims `fqdn` with `addr`: taken if another owns it; created if the owner is
+    /// new or had another name (which is released); otherwise an address change or nothing.
+    fn claim(
+        &mut self,
+        owner: &DeviceId,
+        fqdn: Fqdn,
+        addr: IpAddr,
+        user_agent: &str,
+        fields: &Fields,
+        at_ms: u64,
+    ) -> Applied {
+        if self
+            .owners
+            .get(&fqdn)
+            .is_some_and(|current| current != owner)
+        {
+            return unchanged(Outcome::NameTaken);
+        }
+        match self.devices.get_mut(owner) {
+            Some(existing) if existing.fqdn == fqdn => {
+                if existing.refresh(addr, user_agent, fields, at_ms) {
+                    changed(Outcome::Modified, vec![fqdn])
+                } else {
+                    unchanged(Outcome::NoChange)
+                }
+            }
+            Some(existing) => {
+                let old = std::mem::replace(&mut existing.fqdn, fqdn.clone());
+                existing.refresh(addr, user_agent, fields, at_ms);
+                existing.updated_ms = at_ms;
+                self.owners.remove(&old);
+                self.owners.insert(fqdn.clone(), owner.clone());
+                changed(Outcome::Created(fqdn.clone()), vec![old, fqdn])
+            }
+            None => {
+                let mut new = Device {
+                    fqdn: fqdn.clone(),
+                    v4: None,
+                    v6: None,
+                    user_agent: String::new(),
+                    fields: Vec::new(),
+                    created_ms: at_ms,
+                    updated_ms: at_ms,
+                };
+                new.refresh(addr, user_agent, fields, at_ms);
+                self.devices.insert(owner.clone(), new);
+                self.owners.insert(fqdn.clone(), owner.clone());
+                changed(Outcome::Created(fqdn.clone()), vec![fqdn])
+            }
         }
     }
 }

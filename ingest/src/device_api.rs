@@ -382,6 +382,21 @@ impl DeviceRequest {
     }
 }
 
+/// Charges the device's quota, then appends `body` and replies with the outcome the fold gave
+/// it, or `failed` when that cannot be known (the append failed, or the fold was too slow).
+async fn write(
+    api: &DeviceApi,
+    path: &'static str,
+    request: &DeviceRequest,
+    body: EventBody,
+    failed: Reply,
+) -> ReplyText {
+    if let Err(refused) = request.allow_device(api, path) {
+        return refused;
+    }
+    reply(path, api.commit(body).await.map_or(failed, Reply::from))
+}
+
 /// An address a host record may hold: not unspecified, multicast or broadcast.
 fn usable(addr: IpAddr) -> bool {
     match addr {
@@ -439,9 +454,6 @@ async fn add(
     if let Some(known) = known {
         return reply(PATH, known);
     }
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let body = EventBody::DeviceAdd {
         device,
         zone: vendor.zone.clone(),
@@ -450,12 +462,7 @@ async fn add(
         user_agent: request.user_agent.clone(),
         fields: request.fields(vendor),
     };
-    reply(
-        PATH,
-        api.commit(body)
-            .await
-            .map_or(Reply::ServerError, Reply::from),
-    )
+    write(&api, PATH, &request, body, Reply::ServerError).await
 }
 
 async fn update(
@@ -482,9 +489,6 @@ async fn update(
         Some(current) if current == Some(addr) => return reply(PATH, Reply::NoChange),
         Some(_) => {}
     }
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let body = EventBody::DeviceUpdate {
         device,
         zone: vendor.zone.clone(),
@@ -492,12 +496,7 @@ async fn update(
         user_agent: request.user_agent.clone(),
         fields: request.fields(vendor),
     };
-    reply(
-        PATH,
-        api.commit(body)
-            .await
-            .map_or(Reply::ServerError, Reply::from),
-    )
+    write(&api, PATH, &request, body, Reply::ServerError).await
 }
 
 async fn remove(
@@ -515,17 +514,10 @@ async fn remove(
     if api.view.with_state(|state| state.device(&device).is_none()) {
         return reply(PATH, Reply::NotFound);
     }
-    if let Err(refused) = request.allow_device(&api, PATH) {
-        return refused;
-    }
     let zone = api.vendors[&request.credential.vendor].zone.clone();
+    let body = EventBody::DeviceRemove { device, zone };
     // A remove that cannot be made durable is "delete failed": the device may retry it.
-    reply(
-        PATH,
-        api.commit(EventBody::DeviceRemove { device, zone })
-            .await
-            .map_or(Reply::DeleteFailed, Reply::from),
-    )
+    write(&api, PATH, &request, body, Reply::DeleteFailed).await
 }
 
 async fn ipcheck(
