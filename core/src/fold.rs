@@ -6,8 +6,10 @@
 //! - `owners[d.fqdn] == id` for every device `(id, d)`, and every owner entry has its device;
 //! - a device always has at least one address.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hashbrown::HashTable;
 
 use crate::event::{DeviceId, Event, EventBody, Fields, import_owner};
 use crate::names::Fqdn;
@@ -93,11 +95,37 @@ pub struct Applied {
 }
 
 /// The folded state: every device and the owner of every name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Layout (memory is the product's scaling limit): each device is one slot in a vector,
+/// holding its id and record, so every string is stored once; two hash tables hold only slot
+/// numbers (5 bytes a bucket), one keyed by device id, one by name. Removing a device moves
+/// the last slot into its place and renumbers that slot in both tables.
+#[derive(Clone, Debug, Default)]
 pub struct State {
-    devices: HashMap<DeviceId, Device>,
-    owners: HashMap<Fqdn, DeviceId>,
+    slots: Vec<Slot>,
+    by_device: HashTable<u32>,
+    by_name: HashTable<u32>,
+    hasher: RandomState,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Slot {
+    id: DeviceId,
+    device: Device,
+}
+
+impl PartialEq for State {
+    /// Two states are equal if they hold the same devices, whatever their slot order.
+    fn eq(&self, other: &State) -> bool {
+        self.len() == other.len()
+            && self
+                .slots
+                .iter()
+                .all(|slot| other.device(&slot.id) == Some(&slot.device))
+    }
+}
+
+impl Eq for State {}
 
 impl State {
     /// The empty state.
@@ -107,32 +135,47 @@ impl State {
 
     /// The device's record.
     pub fn device(&self, id: &DeviceId) -> Option<&Device> {
-        self.devices.get(id)
+        self.slot_of_device(id).map(|i| &self.slots[i].device)
     }
 
     /// The device that owns `name`.
     pub fn owner(&self, name: &Fqdn) -> Option<&DeviceId> {
-        self.owners.get(name)
+        self.slot_of_name(name).map(|i| &self.slots[i].id)
     }
 
     /// The records of `name`, if a device owns it.
     pub fn host(&self, name: &Fqdn) -> Option<&Device> {
-        self.owners.get(name).and_then(|id| self.devices.get(id))
+        self.slot_of_name(name).map(|i| &self.slots[i].device)
     }
 
     /// Every device, in no particular order.
     pub fn devices(&self) -> impl Iterator<Item = (&DeviceId, &Device)> {
-        self.devices.iter()
+        self.slots.iter().map(|slot| (&slot.id, &slot.device))
     }
 
     /// Number of devices.
     pub fn len(&self) -> usize {
-        self.devices.len()
+        self.slots.len()
     }
 
     /// True if there are no devices.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+        self.slots.is_empty()
+    }
+
+    /// Makes room for `additional` more devices (a snapshot knows how many it holds).
+    pub fn reserve(&mut self, additional: usize) {
+        let State {
+            slots,
+            by_device,
+            by_name,
+            hasher,
+        } = self;
+        slots.reserve_exact(additional);
+        by_device.reserve(additional, |&i| hasher.hash_one(&slots[i as usize].id));
+        by_name.reserve(additional, |&i| {
+            hasher.hash_one(&slots[i as usize].device.fqdn)
+        });
     }
 
     /// Restores a device from a snapshot. Panics if that breaks an invariant: a snapshot that
@@ -142,14 +185,91 @@ impl State {
             device.v4.is_some() || device.v6.is_some(),
             "snapshot device without address"
         );
-        let previous_owner = self.owners.insert(device.fqdn.clone(), id.clone());
         assert!(
-            previous_owner.is_none(),
+            self.owner(&device.fqdn).is_none(),
             "snapshot has two owners of {}",
             device.fqdn
         );
-        let previous = self.devices.insert(id, device);
-        assert!(previous.is_none(), "snapshot has a device twice");
+        assert!(self.device(&id).is_none(), "snapshot has a device twice");
+        self.insert(id, device);
+    }
+
+    fn slot_of_device(&self, id: &DeviceId) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        self.by_device
+            .find(hash, |&i| self.slots[i as usize].id == *id)
+            .map(|&i| i as usize)
+    }
+
+    fn slot_of_name(&self, name: &Fqdn) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.by_name
+            .find(hash, |&i| self.slots[i as usize].device.fqdn == *name)
+            .map(|&i| i as usize)
+    }
+
+    fn insert(&mut self, id: DeviceId, device: Device) {
+        let State {
+            slots,
+            by_device,
+            by_name,
+            hasher,
+        } = self;
+        let index = u32::try_from(slots.len()).expect("fewer than 2^32 devices");
+        let (id_hash, name_hash) = (hasher.hash_one(&id), hasher.hash_one(&device.fqdn));
+        slots.push(Slot { id, device });
+        by_device.insert_unique(id_hash, index, |&i| hasher.hash_one(&slots[i as usize].id));
+        by_name.insert_unique(name_hash, index, |&i| {
+            hasher.hash_one(&slots[i as usize].device.fqdn)
+        });
+    }
+
+    /// Gives slot `index` a new name, keeping the name table right; returns the old name.
+    fn rename(&mut self, index: usize, fqdn: Fqdn) -> Fqdn {
+        let State {
+            slots,
+            by_name,
+            hasher,
+            ..
+        } = self;
+        let old_hash = hasher.hash_one(&slots[index].device.fqdn);
+        let entry = by_name.find_entry(old_hash, |&i| i as usize == index);
+        entry.expect("every slot is in the name table").remove();
+        let old = std::mem::replace(&mut slots[index].device.fqdn, fqdn);
+        let new_hash = hasher.hash_one(&slots[index].device.fqdn);
+        by_name.insert_unique(new_hash, index as u32, |&i| {
+            hasher.hash_one(&slots[i as usize].device.fqdn)
+        });
+        old
+    }
+
+    /// Removes slot `index`, moving the last slot into its place.
+    fn remove_slot(&mut self, index: usize) -> Slot {
+        let State {
+            slots,
+            by_device,
+            by_name,
+            hasher,
+        } = self;
+        let id_hash = hasher.hash_one(&slots[index].id);
+        let name_hash = hasher.hash_one(&slots[index].device.fqdn);
+        let in_devices = by_device.find_entry(id_hash, |&i| i as usize == index);
+        in_devices
+            .expect("every slot is in the device table")
+            .remove();
+        let in_names = by_name.find_entry(name_hash, |&i| i as usize == index);
+        in_names.expect("every slot is in the name table").remove();
+        let removed = slots.swap_remove(index);
+        if let Some(moved) = slots.get(index) {
+            let last = slots.len();
+            let id_hash = hasher.hash_one(&moved.id);
+            let name_hash = hasher.hash_one(&moved.device.fqdn);
+            for (table, hash) in [(&mut *by_device, id_hash), (&mut *by_name, name_hash)] {
+                let number = table.find_mut(hash, |&i| i as usize == last);
+                *number.expect("the moved slot is in both tables") = index as u32;
+            }
+        }
+        removed
     }
 
     /// Applies one event: the fold.
@@ -175,8 +295,9 @@ impl State {
                 user_agent,
                 fields,
                 ..
-            } => match self.devices.get_mut(device) {
-                Some(existing) => {
+            } => match self.slot_of_device(device) {
+                Some(index) => {
+                    let existing = &mut self.slots[index].device;
                     if existing.refresh(*addr, user_agent, fields, event.at_ms) {
                         changed(Outcome::Modified, vec![existing.fqdn.clone()])
                     } else {
@@ -193,10 +314,10 @@ impl State {
                 let owner = import_owner(name);
                 self.claim(&owner, name.clone(), *addr, "", &Vec::new(), event.at_ms)
             }
-            EventBody::DeviceRemove { device, .. } => match self.devices.remove(device) {
-                Some(removed) => {
-                    self.owners.remove(&removed.fqdn);
-                    changed(Outcome::Removed, vec![removed.fqdn])
+            EventBody::DeviceRemove { device, .. } => match self.slot_of_device(device) {
+                Some(index) => {
+                    let removed = self.remove_slot(index);
+                    changed(Outcome::Removed, vec![removed.device.fqdn])
                 }
                 None => unchanged(Outcome::NotFound),
             },
@@ -216,27 +337,25 @@ impl State {
         fields: &Fields,
         at_ms: u64,
     ) -> Applied {
-        if self
-            .owners
-            .get(&fqdn)
-            .is_some_and(|current| current != owner)
-        {
+        if self.owner(&fqdn).is_some_and(|current| current != owner) {
             return unchanged(Outcome::NameTaken);
         }
-        match self.devices.get_mut(owner) {
-            Some(existing) if existing.fqdn == fqdn => {
-                if existing.refresh(addr, user_agent, fields, at_ms) {
+        match self.slot_of_device(owner) {
+            Some(index) if self.slots[index].device.fqdn == fqdn => {
+                if self.slots[index]
+                    .device
+                    .refresh(addr, user_agent, fields, at_ms)
+                {
                     changed(Outcome::Modified, vec![fqdn])
                 } else {
                     unchanged(Outcome::NoChange)
                 }
             }
-            Some(existing) => {
-                let old = std::mem::replace(&mut existing.fqdn, fqdn.clone());
+            Some(index) => {
+                let old = self.rename(index, fqdn.clone());
+                let existing = &mut self.slots[index].device;
                 existing.refresh(addr, user_agent, fields, at_ms);
                 existing.updated_ms = at_ms;
-                self.owners.remove(&old);
-                self.owners.insert(fqdn.clone(), owner.clone());
                 changed(Outcome::Created(fqdn.clone()), vec![old, fqdn])
             }
             None => {
@@ -250,8 +369,7 @@ impl State {
                     updated_ms: at_ms,
                 };
                 new.refresh(addr, user_agent, fields, at_ms);
-                self.devices.insert(owner.clone(), new);
-                self.owners.insert(fqdn.clone(), owner.clone());
+                self.insert(owner.clone(), new);
                 changed(Outcome::Created(fqdn.clone()), vec![fqdn])
             }
         }

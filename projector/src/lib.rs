@@ -62,6 +62,7 @@ impl Projector {
     pub fn open(dir: &Path, zone: Arc<LiveZone>) -> Result<Projector, ProjectorError> {
         let snapshot = Snapshot::open(dir)?;
         let mut state = State::new();
+        state.reserve(snapshot.estimated_devices());
         let position = snapshot.load(|id, device| {
             zone.set(&device.fqdn, device.addrs());
             state.restore(id, device);

@@ -50,6 +50,14 @@ impl Snapshot {
         })
     }
 
+    /// About how many devices the snapshot holds (RocksDB's estimate), to size memory up front.
+    pub(crate) fn estimated_devices(&self) -> usize {
+        let keys = self.db.property_int_value("rocksdb.estimate-num-keys");
+        keys.ok()
+            .flatten()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+    }
+
     /// Calls `each` for every stored device; returns the stored position.
     pub(crate) fn load(
         &self,

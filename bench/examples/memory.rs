@@ -1,0 +1,74 @@
+//! Bytes per host of what a node keeps in memory, measured as the growth of the process's RSS
+//! while 1M hosts (as `ddnsd import` would make them) are folded into a `State` and set in a
+//! `LiveZone`. Run: `cargo run --release -p ddns-bench --example memory [N]`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use ddns_core::{Event, EventBody, EventId, Fqdn, HostAddrs, LiveZone, State, ZoneApex};
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("linux");
+    let pages: u64 = statm
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("rss pages");
+    pages * 4096
+}
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let zone = Fqdn::parse("dyn.example").expect("valid");
+    let names: Vec<Fqdn> = (0..n)
+        .map(|i| Fqdn::parse(&format!("h{i}.dyn.example")).expect("valid"))
+        .collect();
+    let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+
+    let before = rss_bytes();
+    let mut state = State::new();
+    for (i, name) in names.iter().enumerate() {
+        let body = EventBody::HostImport {
+            zone: zone.clone(),
+            name: name.clone(),
+            addr: addr(i as u32),
+        };
+        state.apply(&Event {
+            id: EventId(i as u128),
+            at_ms: 0,
+            body,
+        });
+    }
+    let state_bytes = rss_bytes() - before;
+
+    let before = rss_bytes();
+    let live = Arc::new(LiveZone::new(vec![ZoneApex::with_defaults(
+        zone.clone(),
+        60,
+    )]));
+    for (i, name) in names.iter().enumerate() {
+        let IpAddr::V4(v4) = addr(i as u32) else {
+            unreachable!()
+        };
+        live.set(
+            name,
+            HostAddrs {
+                v4: Some(v4),
+                v6: None,
+            },
+        );
+    }
+    let zone_bytes = rss_bytes() - before;
+
+    let per = |bytes: u64| bytes as f64 / f64::from(n);
+    println!(
+        "{n} hosts: State {:.0} B/host, LiveZone {:.0} B/host, together {:.0} MB",
+        per(state_bytes),
+        per(zone_bytes),
+        (state_bytes + zone_bytes) as f64 / 1e6
+    );
+    std::hint::black_box((&state, &live));
+}
