@@ -45,6 +45,8 @@ impl Snapshot {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_compression_type(rocksdb::DBCompressionType::None);
+        // Smaller memtables than the 64 MiB default: the snapshot is written, rarely read.
+        options.set_write_buffer_size(16 << 20);
         Ok(Snapshot {
             db: DB::open(&options, dir)?,
         })
