@@ -1,0 +1,357 @@
+//! What a run is told: the target, the fleet, the scenario and the bounds.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::fleet::{DEVICES_MAX, FleetConfig, Naming, Surge};
+use crate::token::DeviceKey;
+
+/// What the fleet does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Devices boot over one interval, then poll; addresses change only with `--churn`.
+    Steady,
+    /// Steady, with `--churn` (default 0.05) of the devices changing address every interval.
+    Churn,
+    /// Every device re-registers (`add`) within `--surge-window`, at `--surge-at`.
+    Surge,
+}
+
+impl Scenario {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Steady => "steady",
+            Scenario::Churn => "churn",
+            Scenario::Surge => "surge",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scenario, String> {
+        match s {
+            "steady" => Ok(Scenario::Steady),
+            "churn" => Ok(Scenario::Churn),
+            "surge" => Ok(Scenario::Surge),
+            other => Err(format!(
+                "unknown scenario {other:?} (steady, churn or surge)"
+            )),
+        }
+    }
+}
+
+/// Which devices the final check asks DNS about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// None.
+    Off,
+    /// An evenly spread sample of this many devices.
+    Sample(u32),
+    /// Every device.
+    All,
+}
+
+impl FromStr for Verify {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Verify, String> {
+        match s {
+            "all" => Ok(Verify::All),
+            "none" | "off" | "0" => Ok(Verify::Off),
+            n => n
+                .parse()
+                .map(Verify::Sample)
+                .map_err(|_| format!("--verify takes a count, `all` or `none`, not {n:?}")),
+        }
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h` or a bare number of seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 300s, 5m or 250ms"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// A configuration that cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything a run needs. Times of the model (poll interval, surge) are simulated time,
+/// divided by `speedup` to get real time; `duration` and the timeouts are real time.
+#[derive(Clone, Debug)]
+pub struct LoadgenConfig {
+    /// The device API.
+    pub http: SocketAddr,
+    /// The DNS server (UDP).
+    pub dns: SocketAddr,
+    /// The vendor key that seals device tokens.
+    pub key: DeviceKey,
+    /// Stamp tokens with the time (for vendors with `max_age_secs`).
+    pub fresh_tokens: bool,
+    /// The vendor's name, for the report.
+    pub vendor: String,
+    /// The vendor's zone: device names are `<label>.<zone>`.
+    pub zone: String,
+    /// Device labels are this prefix and the device's index (default `lg<seed>-`).
+    pub label_prefix: Option<String>,
+    /// Fleet size.
+    pub devices: u32,
+    /// What the fleet does.
+    pub scenario: Scenario,
+    /// How often a device polls `ipdetect` (simulated time).
+    pub poll_interval: Duration,
+    /// Simulated seconds per real second.
+    pub speedup: f64,
+    /// Share of devices whose address changes per interval (default 0.05 for `churn`, else 0).
+    pub churn: Option<f64>,
+    /// Share of devices that reboot per interval.
+    pub reboot: f64,
+    /// Share of devices decommissioned per interval.
+    pub decommission: f64,
+    /// When the surge starts (simulated; 0: the surge is the boot).
+    pub surge_at: Duration,
+    /// How long the surge lasts (simulated).
+    pub surge_window: Duration,
+    /// The fleet was registered by an earlier run with the same seed: boot with `update`.
+    pub registered: bool,
+    /// HTTP connections (keep-alive, each with one request in flight).
+    pub connections: usize,
+    /// How long requests are scheduled (real time); the run then drains and stops.
+    pub duration: Duration,
+    /// Per request, from when it is sent.
+    pub timeout: Duration,
+    /// Share of acknowledged changes whose propagation to DNS is measured.
+    pub propagation_sample: f64,
+    /// How long a probe waits for DNS to answer the new address.
+    pub probe_timeout: Duration,
+    /// The final check against DNS.
+    pub verify: Verify,
+    /// Seeds identities, addresses, phases and rolls.
+    pub seed: u64,
+    /// `Company - Device - Version`, as the seed asks devices to send.
+    pub user_agent: String,
+    /// The server's pid, to report its CPU time.
+    pub server_pid: Option<u32>,
+}
+
+impl LoadgenConfig {
+    /// The defaults, against `http` and `dns` with `key`.
+    pub fn new(http: SocketAddr, dns: SocketAddr, key: DeviceKey) -> LoadgenConfig {
+        LoadgenConfig {
+            http,
+            dns,
+            key,
+            fresh_tokens: false,
+            vendor: "demo".into(),
+            zone: "dyn.example".into(),
+            label_prefix: None,
+            devices: 30_000,
+            scenario: Scenario::Steady,
+            poll_interval: Duration::from_secs(300),
+            speedup: 1.0,
+            churn: None,
+            reboot: 0.0,
+            decommission: 0.0,
+            surge_at: Duration::ZERO,
+            surge_window: Duration::from_secs(60),
+            registered: false,
+            connections: 128,
+            duration: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            propagation_sample: 0.1,
+            probe_timeout: Duration::from_secs(5),
+            verify: Verify::Sample(10_000),
+            seed: 1,
+            user_agent: "ddns-loadgen - SimCam - 1.0".into(),
+            server_pid: None,
+        }
+    }
+
+    /// The churn in effect.
+    pub fn churn(&self) -> f64 {
+        self.churn.unwrap_or(match self.scenario {
+            Scenario::Churn => 0.05,
+            Scenario::Steady | Scenario::Surge => 0.0,
+        })
+    }
+
+    /// How devices are named.
+    pub fn naming(&self) -> Naming {
+        Naming {
+            prefix: self
+                .label_prefix
+                .clone()
+                .unwrap_or_else(|| format!("lg{}-", self.seed)),
+            zone: self.zone.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    }
+
+    /// Simulated time to real µs.
+    fn real_us(&self, simulated: Duration) -> u64 {
+        (simulated.as_secs_f64() / self.speedup * 1e6).round() as u64
+    }
+
+    /// The model's parameters in real µs.
+    pub fn fleet_config(&self) -> FleetConfig {
+        FleetConfig {
+            devices: self.devices,
+            interval_us: self.real_us(self.poll_interval).max(1),
+            churn: self.churn(),
+            reboot: self.reboot,
+            decommission: self.decommission,
+            surge: (self.scenario == Scenario::Surge).then(|| Surge {
+                at_us: self.real_us(self.surge_at),
+                window_us: self.real_us(self.surge_window).max(1),
+            }),
+            registered: self.registered,
+            end_us: self.duration.as_micros() as u64,
+            seed: self.seed,
+        }
+    }
+
+    /// Refuses what cannot run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.devices == 0 || self.devices > DEVICES_MAX {
+            return fail(format!("--devices must be 1 to {DEVICES_MAX}"));
+        }
+        if self.connections == 0 || self.connections > 65_536 {
+            return fail("--connections must be 1 to 65536".into());
+        }
+        if !(self.speedup.is_finite() && self.speedup > 0.0) {
+            return fail("--speedup must be positive".into());
+        }
+        if self.poll_interval.is_zero() || self.duration.is_zero() || self.timeout.is_zero() {
+            return fail("--poll-interval, --duration and --timeout must be positive".into());
+        }
+        for (name, share) in [
+            ("--churn", self.churn()),
+            ("--reboot", self.reboot),
+            ("--decommission", self.decommission),
+            ("--propagation-sample", self.propagation_sample),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return fail(format!("{name} is a share from 0 to 1, not {share}"));
+            }
+        }
+        let naming = self.naming();
+        let ldh = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if naming.prefix.is_empty()
+            || naming.prefix.len() > 50
+            || !ldh(&naming.prefix)
+            || naming.prefix.starts_with('-')
+        {
+            return fail(format!(
+                "label prefix {:?}: 1-50 of a-z, 0-9 and -, not starting with -",
+                naming.prefix
+            ));
+        }
+        if naming.zone.is_empty() || !naming.zone.split('.').all(|l| !l.is_empty() && ldh(l)) {
+            return fail(format!("--zone {:?} is not a domain name", self.zone));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LoadgenConfig {
+        let key = DeviceKey {
+            id: 1,
+            secret: [0; 32],
+        };
+        LoadgenConfig::new(
+            "127.0.0.1:8080".parse().expect("addr"),
+            "127.0.0.1:5353".parse().expect("addr"),
+            key,
+        )
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn speedup_compresses_the_model_not_the_run() {
+        let mut c = config();
+        c.poll_interval = Duration::from_secs(300);
+        c.speedup = 60.0;
+        c.scenario = Scenario::Surge;
+        c.surge_window = Duration::from_secs(60);
+        c.duration = Duration::from_secs(20);
+        let f = c.fleet_config();
+        assert_eq!(f.interval_us, 5_000_000);
+        assert_eq!(f.surge.map(|s| s.window_us), Some(1_000_000));
+        assert_eq!(f.end_us, 20_000_000);
+    }
+
+    #[test]
+    fn churn_defaults_by_scenario() {
+        let mut c = config();
+        assert_eq!(c.churn(), 0.0);
+        c.scenario = Scenario::Churn;
+        assert_eq!(c.churn(), 0.05);
+        c.churn = Some(0.2);
+        assert_eq!(c.churn(), 0.2);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert_eq!(config().validate(), Ok(()));
+        let bad: [fn(&mut LoadgenConfig); 6] = [
+            |c| c.devices = 0,
+            |c| c.connections = 0,
+            |c| c.speedup = 0.0,
+            |c| c.churn = Some(1.5),
+            |c| c.label_prefix = Some("Bad_".into()),
+            |c| c.zone = "a..b".into(),
+        ];
+        for change in bad {
+            let mut c = config();
+            change(&mut c);
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        assert_eq!("surge".parse(), Ok(Scenario::Surge));
+        assert_eq!("all".parse(), Ok(Verify::All));
+        assert_eq!("100".parse(), Ok(Verify::Sample(100)));
+    }
+}

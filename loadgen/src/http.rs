@@ -1,0 +1,319 @@
+//! The device side of HTTP: one keep-alive HTTP/1.1 connection per worker, sending the plain
+//! `GET`s devices send and reading `Content-Length` replies.
+//!
+//! Hand-written over a `TcpStream` with `httparse` for the head: the loadgen shares the
+//! machine with the server, so a request should cost it two syscalls and no allocation beyond
+//! the reply body.
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use crate::fleet::CallError;
+
+/// Sends one `GET` and returns the reply body. The driver runs one per connection.
+pub trait Transport: Send + 'static {
+    /// `GET target` (path and query).
+    fn get(&mut self, target: &str) -> impl Future<Output = Result<String, CallError>> + Send;
+}
+
+/// Replies larger than this are refused (the device API's are a few dozen bytes).
+const REPLY_MAX: usize = 64 * 1024;
+
+/// One keep-alive connection to the device API, opened on first use and again after a failure.
+pub struct HttpConnection {
+    addr: SocketAddr,
+    user_agent: String,
+    timeout: Duration,
+    stream: Option<TcpStream>,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+    opened: Arc<AtomicU64>,
+}
+
+/// Why one exchange failed.
+enum Failure {
+    /// Nothing came back on a connection that had served requests before: the server may have
+    /// closed it while idle, so the request is worth one more try on a new connection.
+    Stale,
+    Failed(CallError),
+}
+
+impl HttpConnection {
+    /// A connection to `addr`; `opened` counts every TCP connect across connections.
+    pub fn new(
+        addr: SocketAddr,
+        user_agent: &str,
+        timeout: Duration,
+        opened: Arc<AtomicU64>,
+    ) -> HttpConnection {
+        HttpConnection {
+            addr,
+            user_agent: user_agent.to_owned(),
+            timeout,
+            stream: None,
+            request: Vec::with_capacity(512),
+            buf: Vec::with_capacity(1024),
+            opened,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), CallError> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|_| CallError::Connect)?;
+        // Requests are single small writes: never wait for an ACK to send one.
+        let _ = stream.set_nodelay(true);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.stream = Some(stream);
+        Ok(())
+    }
+
+    async fn exchange(&mut self, target: &str) -> Result<String, CallError> {
+        self.request.clear();
+        let _ = write!(
+            self.request,
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
+            self.addr, self.user_agent
+        );
+        let reused = self.stream.is_some();
+        if !reused {
+            self.connect().await?;
+        }
+        match self.send_and_read().await {
+            Ok(body) => Ok(body),
+            Err(Failure::Stale) if reused => {
+                self.stream = None;
+                self.connect().await?;
+                self.send_and_read().await.map_err(|failure| {
+                    self.stream = None;
+                    match failure {
+                        Failure::Stale => CallError::Io,
+                        Failure::Failed(e) => e,
+                    }
+                })
+            }
+            Err(failure) => {
+                self.stream = None;
+                Err(match failure {
+                    Failure::Stale => CallError::Io,
+                    Failure::Failed(e) => e,
+                })
+            }
+        }
+    }
+
+    async fn send_and_read(&mut self) -> Result<String, Failure> {
+        let stream = self.stream.as_mut().expect("connected before sending");
+        let stale = |e: io::Error| match e.kind() {
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => Failure::Stale,
+            _ => Failure::Failed(CallError::Io),
+        };
+        stream.write_all(&self.request).await.map_err(stale)?;
+        self.buf.clear();
+        loop {
+            let n = stream.read_buf(&mut self.buf).await.map_err(|e| {
+                if self.buf.is_empty() {
+                    stale(e)
+                } else {
+                    Failure::Failed(CallError::Io)
+                }
+            })?;
+            if n == 0 {
+                return Err(if self.buf.is_empty() {
+                    Failure::Stale
+                } else {
+                    Failure::Failed(CallError::Io)
+                });
+            }
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            let head_len = match response.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if self.buf.len() < REPLY_MAX => continue,
+                _ => return Err(Failure::Failed(CallError::Http)),
+            };
+            if response.code != Some(200) {
+                return Err(Failure::Failed(CallError::Http));
+            }
+            let mut body_len = None;
+            let mut close = response.version == Some(0);
+            for header in response.headers.iter() {
+                if header.name.eq_ignore_ascii_case("content-length") {
+                    body_len = std::str::from_utf8(header.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<usize>().ok());
+                } else if header.name.eq_ignore_ascii_case("connection") {
+                    close = header.value.eq_ignore_ascii_case(b"close");
+                }
+            }
+            // The device API always sends a length; anything else is not what devices expect.
+            let body_len = body_len
+                .filter(|&len| len <= REPLY_MAX)
+                .ok_or(Failure::Failed(CallError::Http))?;
+            let end = head_len + body_len;
+            while self.buf.len() < end {
+                if stream
+                    .read_buf(&mut self.buf)
+                    .await
+                    .map_err(|_| Failure::Failed(CallError::Io))?
+                    == 0
+                {
+                    return Err(Failure::Failed(CallError::Io));
+                }
+            }
+            if self.buf.len() > end {
+                // We never pipeline, so bytes past the reply mean the stream is out of step.
+                return Err(Failure::Failed(CallError::Http));
+            }
+            let body = std::str::from_utf8(&self.buf[head_len..end])
+                .map_err(|_| Failure::Failed(CallError::Http))?
+                .to_owned();
+            if close {
+                self.stream = None;
+            }
+            return Ok(body);
+        }
+    }
+}
+
+impl Transport for HttpConnection {
+    async fn get(&mut self, target: &str) -> Result<String, CallError> {
+        let deadline = Instant::now() + self.timeout;
+        match timeout_at(deadline, self.exchange(target)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // The reply may still arrive: this connection is out of step now.
+                self.stream = None;
+                Err(CallError::Timeout)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Serves each accepted connection with `script`: (request to expect, raw reply or None to
+    /// close) in turn.
+    async fn server(script: Vec<Vec<(&'static str, Option<&'static str>)>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            for connection in script {
+                let (mut socket, _) = listener.accept().await.expect("accepts");
+                tokio::spawn(async move {
+                    for (expect, reply) in connection {
+                        let mut buf = vec![0u8; 4096];
+                        let mut got = Vec::new();
+                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let n = socket.read(&mut buf).await.expect("reads");
+                            if n == 0 {
+                                return;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                        }
+                        let text = String::from_utf8(got).expect("utf-8");
+                        assert!(text.starts_with(expect), "{text}");
+                        assert!(text.contains("User-Agent: t - t - 1\r\n"), "{text}");
+                        match reply {
+                            Some(reply) => {
+                                socket.write_all(reply.as_bytes()).await.expect("writes")
+                            }
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn connection(addr: SocketAddr, timeout_ms: u64) -> (HttpConnection, Arc<AtomicU64>) {
+        let opened = Arc::new(AtomicU64::new(0));
+        (
+            HttpConnection::new(
+                addr,
+                "t - t - 1",
+                Duration::from_millis(timeout_ms),
+                opened.clone(),
+            ),
+            opened,
+        )
+    }
+
+    const SHORT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n09";
+    const OK_09: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n09";
+
+    #[tokio::test]
+    async fn keeps_the_connection_alive_across_requests() {
+        let addr = server(vec![vec![
+            ("GET /update.aspx?x=1 HTTP/1.1\r\n", Some(OK_09)),
+            (
+                "GET /ipdetect.aspx HTTP/1.1\r\n",
+                Some("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n127.0.0.1"),
+            ),
+        ]])
+        .await;
+        let (mut c, opened) = connection(addr, 5000);
+        assert_eq!(c.get("/update.aspx?x=1").await, Ok("09".into()));
+        assert_eq!(c.get("/ipdetect.aspx").await, Ok("127.0.0.1".into()));
+        assert_eq!(opened.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_reopened_once() {
+        let addr = server(vec![
+            vec![("GET /a ", Some(OK_09)), ("GET /b ", None)],
+            vec![("GET /b ", Some(OK_09))],
+        ])
+        .await;
+        let (mut c, opened) = connection(addr, 5000);
+        assert_eq!(c.get("/a").await, Ok("09".into()));
+        assert_eq!(c.get("/b").await, Ok("09".into()));
+        assert_eq!(opened.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified() {
+        let addr = server(vec![
+            vec![(
+                "GET /",
+                Some("HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"),
+            )],
+            vec![(
+                "GET /",
+                Some("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            )],
+            // Closes mid-body.
+            vec![("GET /", Some(SHORT))],
+            // Keeps the connection open, waiting for a next request, mid-body.
+            vec![("GET /", Some(SHORT)), ("never", None)],
+        ])
+        .await;
+        let (mut c, _) = connection(addr, 300);
+        assert_eq!(c.get("/").await, Err(CallError::Http));
+        assert_eq!(c.get("/").await, Err(CallError::Http));
+        assert_eq!(c.get("/").await, Err(CallError::Io));
+        assert_eq!(c.get("/").await, Err(CallError::Timeout));
+        // Nobody listens any more on a fresh port.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let dead = listener.local_addr().expect("address");
+        drop(listener);
+        let (mut c, _) = connection(dead, 300);
+        assert_eq!(c.get("/").await, Err(CallError::Connect));
+    }
+}

@@ -1,0 +1,38 @@
+//! ddns-loadgen: simulates a fleet of DDNS devices against a running ddnsd and measures it.
+//!
+//! Devices follow the client rules of the seed (register once, update on reboot, poll
+//! `ipdetect`, update only on a change, remove on decommission) on an open-loop schedule, over
+//! a bounded pool of keep-alive HTTP/1.1 connections; a sample of acknowledged changes is
+//! followed to DNS, and at the end the server's DNS answers are checked against what each
+//! device last had acknowledged.
+//!
+//! - [`fleet`]: the device model, the client rules and the schedule (pure, no I/O).
+//! - `run`: the driver ([`run()`], [`run_with`]): workers, open-loop dispatch, the final check.
+//! - `http`: the device side of HTTP ([`HttpConnection`], or any [`Transport`]).
+//! - `dns`: hand-built `A` queries for the propagation prober and the final check.
+//! - `stats` and `report`: HDR histograms, reply codes, errors, a per-second timeline, the
+//!   [`Report`] (text and JSON) and its SVG plot ([`plot_svg`]).
+//! - `token`: sealing device credentials as firmware does ([`Sealer`]).
+//! - `config`: [`LoadgenConfig`], scenarios and flag parsing helpers.
+//!
+//! The binary `ddns-loadgen` (src/main.rs) parses flags, shows progress and writes the files.
+
+mod config;
+mod cpu;
+mod dns;
+pub mod fleet;
+mod http;
+mod report;
+mod rng;
+mod run;
+mod stats;
+mod token;
+
+pub use config::{ConfigError, LoadgenConfig, Scenario, Verify, parse_duration};
+pub use dns::VerifyReport;
+pub use fleet::{Expect, Fleet};
+pub use http::{HttpConnection, Transport};
+pub use report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, plot_svg};
+pub use run::{LEAD_US, Live, Progress, RunError, RunOutcome, run, run_with};
+pub use stats::{Errors, Latency, SecondPoint};
+pub use token::{DeviceKey, KeyError, Sealer};

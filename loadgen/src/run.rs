@@ -1,0 +1,689 @@
+//! The driver: one task owns the fleet and the schedule, hands due requests to a fixed pool of
+//! connection workers, and applies their replies.
+//!
+//! # Open loop
+//!
+//! A request is due when the fleet model says so, whatever happened to earlier requests. Due
+//! requests wait in a FIFO for a free connection; that wait is part of their latency, which is
+//! measured from the due time (no coordinated omission). A request handed over early — the
+//! driver dispatches up to [`LEAD_US`] ahead, because tokio's timer wakes on whole
+//! milliseconds — is measured from when it was handed over instead, so latency is never less
+//! than the exchange itself. A device's next slot is its previous due time plus the interval,
+//! never its reply time plus the interval, so slow replies cannot slow the offered load.
+//!
+//! # Bounds
+//!
+//! Nothing is scheduled after `--duration`; requests then still due or in flight get until
+//! `--timeout` (plus a second) to finish, and whatever is left is counted as abandoned. Each
+//! device has at most one request out, so the FIFO never holds more than the fleet.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
+
+use crate::config::{ConfigError, LoadgenConfig, Verify};
+use crate::cpu::cpu_secs;
+use crate::dns::{ProbeRequest, run_prober, verify};
+use crate::fleet::{Expect, Fleet, Kind, Naming, Outcome, Reply, Request, mac_of};
+use crate::http::{HttpConnection, Transport};
+use crate::report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport};
+use crate::rng::{SplitMix64, derive};
+use crate::stats::{Latency, SecondPoint, Stats, rate};
+use crate::token::Sealer;
+
+/// How far ahead of its due time a request may be handed to a connection: tokio's timer wakes
+/// on whole milliseconds, and waking late would add up to 1 ms to every latency.
+pub const LEAD_US: u64 = 1_000;
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket could not be opened.
+    #[error("DNS socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the progress display is shown, four times a second.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// Since the start.
+    pub elapsed: Duration,
+    /// The scheduling window.
+    pub duration: Duration,
+    /// Requests finished so far.
+    pub requests: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// The last complete second.
+    pub last_second: Option<SecondPoint>,
+    /// Requests out on a connection.
+    pub in_flight: usize,
+    /// Requests due and waiting for a connection.
+    pub backlog: usize,
+    /// Past `--duration`, finishing what is out.
+    pub draining: bool,
+}
+
+/// Receives [`Live`] figures while a run goes on.
+pub trait Progress {
+    /// Called about four times a second.
+    fn update(&mut self, live: &Live);
+}
+
+/// A finished run: its report, and the fleet as the run left it (what each device last had
+/// acknowledged), for checks of the server's state.
+pub struct RunOutcome {
+    /// What was measured.
+    pub report: Report,
+    /// The fleet model at the end.
+    pub fleet: Fleet,
+}
+
+/// Runs the fleet against the real server: `connections` keep-alive HTTP connections.
+pub async fn run(
+    config: &LoadgenConfig,
+    progress: Option<&mut dyn Progress>,
+) -> Result<RunOutcome, RunError> {
+    config.validate()?;
+    let opened = Arc::new(AtomicU64::new(0));
+    let transports = (0..config.connections)
+        .map(|_| {
+            HttpConnection::new(
+                config.http,
+                &config.user_agent,
+                config.timeout,
+                opened.clone(),
+            )
+        })
+        .collect();
+    run_with(config, transports, opened, progress).await
+}
+
+/// Builds request targets: seals a fresh token per request (a device keeps one, but sealing
+/// costs ~1 µs and spares 60+ bytes per device of memory).
+struct Wire {
+    sealer: Sealer,
+    naming: Naming,
+    seed: u64,
+}
+
+impl Wire {
+    fn target(&self, request: &Request, now_secs: u64) -> String {
+        let token = || {
+            self.sealer
+                .seal(&mac_of(self.seed, request.device), now_secs)
+        };
+        match request.kind {
+            Kind::Ipdetect => "/ipdetect.aspx".to_owned(),
+            Kind::Add => format!(
+                "/add.aspx?mac={}&dm={}&myip={}",
+                token(),
+                self.naming.label(request.device),
+                request.addr
+            ),
+            Kind::Update => format!("/update.aspx?mac={}&myip={}", token(), request.addr),
+            Kind::Remove => format!("/remove.aspx?mac={}", token()),
+        }
+    }
+}
+
+struct Job {
+    request: Request,
+    sent_us: u64,
+}
+
+struct Done {
+    conn: usize,
+    request: Request,
+    sent_us: u64,
+    outcome: Outcome,
+    at: Instant,
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn us_between(start: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn worker<T: Transport>(
+    conn: usize,
+    mut transport: T,
+    wire: Arc<Wire>,
+    mut jobs: mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    while let Some(Job { request, sent_us }) = jobs.recv().await {
+        let target = wire.target(&request, unix_secs());
+        let outcome = transport
+            .get(&target)
+            .await
+            .map(|body| Reply::parse(request.kind, &body));
+        let at = Instant::now();
+        let finished = Done {
+            conn,
+            request,
+            sent_us,
+            outcome,
+            at,
+        };
+        if done.send(finished).is_err() {
+            return;
+        }
+    }
+}
+
+/// [`run`] over any transport, one per connection: the tests' slow fakes, or real connections.
+/// `opened` is the count of TCP connections the transports made, for the report.
+pub async fn run_with<T: Transport>(
+    config: &LoadgenConfig,
+    transports: Vec<T>,
+    opened: Arc<AtomicU64>,
+    mut progress: Option<&mut dyn Progress>,
+) -> Result<RunOutcome, RunError> {
+    config.validate()?;
+    let naming = config.naming();
+    let mut fleet = Fleet::new(config.fleet_config(), naming.clone());
+    let wire = Arc::new(Wire {
+        sealer: Sealer::new(&config.key, config.fresh_tokens),
+        naming: naming.clone(),
+        seed: config.seed,
+    });
+    let loadgen_cpu_start = cpu_secs(None);
+    let server_cpu_start = config.server_pid.and_then(|pid| cpu_secs(Some(pid)));
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut jobs = Vec::with_capacity(transports.len());
+    let mut workers = JoinSet::new();
+    for (conn, transport) in transports.into_iter().enumerate() {
+        let (job_tx, job_rx) = mpsc::channel(1);
+        jobs.push(job_tx);
+        workers.spawn(worker(
+            conn,
+            transport,
+            wire.clone(),
+            job_rx,
+            done_tx.clone(),
+        ));
+    }
+    drop(done_tx);
+    let connections = jobs.len();
+    let mut idle: Vec<usize> = (0..connections).rev().collect();
+    let mut out: Vec<Option<Request>> = vec![None; connections];
+
+    let (probe_tx, prober) = if config.propagation_sample > 0.0 {
+        let (tx, rx) = mpsc::channel(1024);
+        let prober = tokio::spawn(run_prober(config.dns, rx, config.probe_timeout));
+        (Some(tx), Some(prober))
+    } else {
+        (None, None)
+    };
+    let mut sample_rng = SplitMix64::new(derive(config.seed, u64::MAX - 2));
+
+    let mut stats = Stats::new();
+    let mut pending: VecDeque<Request> = VecDeque::new();
+    let mut backlog_max = 0;
+    let start = Instant::now();
+    let end = start + config.duration;
+    let drain_end = end + config.timeout + Duration::from_secs(1);
+    let mut tick = interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let sleep = sleep_until(start);
+    tokio::pin!(sleep);
+
+    let finished = loop {
+        let now = Instant::now();
+        let now_us = us_between(start, now);
+        while let Some(request) = fleet.pop_due(now_us + LEAD_US) {
+            pending.push_back(request);
+        }
+        backlog_max = backlog_max.max(pending.len());
+        while !pending.is_empty()
+            && let Some(conn) = idle.pop()
+        {
+            let request = pending.pop_front().expect("not empty");
+            stats
+                .wait
+                .saturating_record(now_us.saturating_sub(request.due_us).max(1));
+            out[conn] = Some(request);
+            jobs[conn]
+                .try_send(Job {
+                    request,
+                    sent_us: now_us,
+                })
+                .expect("an idle worker's channel is empty");
+        }
+        let in_flight = connections - idle.len();
+        if now >= end && pending.is_empty() && in_flight == 0 {
+            break now;
+        }
+        if now >= drain_end {
+            let left: Vec<Request> = pending
+                .drain(..)
+                .chain(out.iter().flatten().copied())
+                .collect();
+            for request in &left {
+                fleet.abandon(request);
+            }
+            stats.errors.abandon(left.len() as u64);
+            break now;
+        }
+        let wake = if now >= end {
+            drain_end
+        } else {
+            fleet
+                .next_due_us()
+                .map_or(end, |us| {
+                    start + Duration::from_micros(us.saturating_sub(LEAD_US))
+                })
+                .min(end)
+        };
+        sleep.as_mut().reset(wake);
+        tokio::select! {
+            biased;
+            done = done_rx.recv() => {
+                let Some(mut done) = done else {
+                    unreachable!("the driver holds every worker's job sender");
+                };
+                loop {
+                    idle.push(done.conn);
+                    out[done.conn] = None;
+                    let done_us = us_between(start, done.at);
+                    let latency_us = done_us.saturating_sub(done.request.due_us.min(done.sent_us));
+                    let completion = fleet.complete(&done.request, &done.outcome, done_us);
+                    stats.record(done.request.kind, &done.outcome, completion.verdict, latency_us, done_us);
+                    if let Some(follow_up) = completion.follow_up {
+                        pending.push_back(follow_up);
+                    }
+                    if let (Some(addr), Some(probes)) = (completion.acked_change, &probe_tx)
+                        && sample_rng.chance(config.propagation_sample)
+                    {
+                        // A full queue drops the sample rather than delaying the driver.
+                        let _ = probes.try_send(ProbeRequest {
+                            name: naming.fqdn(done.request.device),
+                            expect: addr,
+                            acked_at: done.at,
+                        });
+                    }
+                    match done_rx.try_recv() {
+                        Ok(next) => done = next,
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = &mut sleep => {}
+            _ = tick.tick() => {
+                stats.roll_to(now_us);
+                if let Some(progress) = progress.as_deref_mut() {
+                    progress.update(&Live {
+                        elapsed: now - start,
+                        duration: config.duration,
+                        requests: stats.requests(),
+                        errors: stats.errors.total,
+                        last_second: stats.last_second().cloned(),
+                        in_flight,
+                        backlog: pending.len(),
+                        draining: now >= end,
+                    });
+                }
+            }
+        }
+    };
+    let elapsed_secs = (finished - start).as_secs_f64();
+    stats.roll_to(us_between(start, finished) + 999_999);
+    let loadgen_cpu = loadgen_cpu_start.zip(cpu_secs(None)).map(|(a, b)| b - a);
+    let server_cpu = server_cpu_start
+        .zip(config.server_pid.and_then(|pid| cpu_secs(Some(pid))))
+        .map(|(a, b)| b - a);
+    drop(jobs);
+    workers.abort_all();
+
+    drop(probe_tx);
+    let probes = match prober {
+        Some(prober) => Some(
+            prober
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        ),
+        None => None,
+    };
+
+    let verify_report = match config.verify {
+        Verify::Off => None,
+        choice => {
+            let n = fleet.len();
+            let picked: Box<dyn Iterator<Item = u32>> = match choice {
+                Verify::Sample(k) if k < n => {
+                    let k = u64::from(k.max(1));
+                    Box::new((0..k).map(move |i| (i * u64::from(n) / k) as u32))
+                }
+                _ => Box::new(0..n),
+            };
+            let mut uncertain = 0;
+            let mut targets = Vec::new();
+            for device in picked {
+                match fleet.expect(device) {
+                    Expect::Unknown => uncertain += 1,
+                    expect => targets.push((naming.fqdn(device), expect)),
+                }
+            }
+            let mut report = verify(config.dns, targets).await?;
+            report.uncertain = uncertain;
+            Some(report)
+        }
+    };
+
+    let requests = stats.requests();
+    let kinds = Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let count = stats.kind_counts[kind.index()];
+            (
+                kind.name(),
+                KindReport {
+                    count,
+                    per_sec: rate(count, elapsed_secs),
+                    latency: Latency::of(&stats.kinds[kind.index()]),
+                },
+            )
+        })
+        .collect();
+    let mut replies: BTreeMap<&'static str, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    for (&(kind, code), &n) in &stats.codes {
+        replies.entry(kind.name()).or_default().insert(code, n);
+    }
+    let counts = fleet.counts();
+    let report = Report {
+        run: RunInfo {
+            scenario: config.scenario.name().into(),
+            devices: config.devices,
+            connections,
+            poll_interval_secs: config.poll_interval.as_secs_f64(),
+            speedup: config.speedup,
+            churn: config.churn(),
+            reboot: config.reboot,
+            decommission: config.decommission,
+            surge_window_secs: (config.scenario == crate::config::Scenario::Surge)
+                .then_some(config.surge_window.as_secs_f64()),
+            duration_secs: config.duration.as_secs_f64(),
+            seed: config.seed,
+            http: config.http.to_string(),
+            dns: config.dns.to_string(),
+        },
+        elapsed_secs,
+        requests,
+        requests_per_sec: rate(requests, elapsed_secs),
+        latency: Latency::of(&stats.all),
+        kinds,
+        replies,
+        errors: stats.errors.clone(),
+        propagation: probes.map_or_else(Propagation::default, |p| Propagation {
+            sample: config.propagation_sample,
+            latency: Latency::of(&p.histogram),
+            timeouts: p.timeouts,
+            stale_answers: p.stale_answers,
+        }),
+        schedule: ScheduleReport {
+            wait: Latency::of(&stats.wait),
+            backlog_max,
+            skipped_busy: counts.skipped_busy,
+            wan_changes: counts.wan_changes,
+            reboots: counts.reboots,
+            decommissions: counts.decommissions,
+            registered_at_end: fleet.registered(),
+            connections_opened: opened.load(Ordering::Relaxed),
+        },
+        verify: verify_report,
+        cpu: Cpu {
+            loadgen_secs: loadgen_cpu,
+            server_secs: server_cpu,
+            loadgen_cores: loadgen_cpu.map(|s| s / elapsed_secs.max(1e-9)),
+            server_cores: server_cpu.map(|s| s / elapsed_secs.max(1e-9)),
+        },
+        timeline: std::mem::take(&mut stats.timeline),
+    };
+    Ok(RunOutcome { report, fleet })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::Scenario;
+    use crate::fleet::{CallError, Request};
+    use crate::token::DeviceKey;
+
+    /// A device API that answers every request correctly after `delay`, and logs when each
+    /// request reached it.
+    struct SlowFake {
+        delay: Duration,
+        log: Arc<Mutex<Vec<(Instant, String)>>>,
+    }
+
+    impl Transport for SlowFake {
+        async fn get(&mut self, target: &str) -> Result<String, CallError> {
+            self.log
+                .lock()
+                .expect("not poisoned")
+                .push((Instant::now(), target.to_owned()));
+            tokio::time::sleep(self.delay).await;
+            let param = |name: &str| {
+                target
+                    .split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_owned)
+            };
+            Ok(match target.split('?').next() {
+                Some("/add.aspx") => format!("10|{}.dyn.example", param("dm").expect("dm")),
+                Some("/update.aspx") => "09".into(),
+                Some("/remove.aspx") => "15".into(),
+                _ => "127.0.0.1".into(),
+            })
+        }
+    }
+
+    fn config() -> LoadgenConfig {
+        let mut c = LoadgenConfig::new(
+            "127.0.0.1:1".parse().expect("addr"),
+            "127.0.0.1:1".parse().expect("addr"),
+            DeviceKey {
+                id: 1,
+                secret: [7; 32],
+            },
+        );
+        c.propagation_sample = 0.0;
+        c.verify = Verify::Off;
+        c.timeout = Duration::from_secs(30);
+        c
+    }
+
+    async fn run_fake(config: &LoadgenConfig, delay: Duration) -> (RunOutcome, Vec<(u64, String)>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let fakes = (0..config.connections)
+            .map(|_| SlowFake {
+                delay,
+                log: log.clone(),
+            })
+            .collect();
+        let t0 = Instant::now();
+        let outcome = run_with(config, fakes, Arc::new(AtomicU64::new(0)), None)
+            .await
+            .expect("runs");
+        let sent = log
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(at, target)| (us_between(t0, *at), target.clone()))
+            .collect();
+        (outcome, sent)
+    }
+
+    /// Every due time the model produces when each reply is instant.
+    fn twin_due_times(config: &LoadgenConfig) -> Vec<u64> {
+        let mut twin = Fleet::new(config.fleet_config(), config.naming());
+        let mut due = Vec::new();
+        while let Some(request) = twin.pop_due(u64::MAX) {
+            due.push(request.due_us);
+            let reply = match request.kind {
+                Kind::Add => Reply::Created(config.naming().fqdn(request.device)),
+                _ => Reply::Detected([127, 0, 0, 1].into()),
+            };
+            let follow_up: Option<Request> = twin
+                .complete(&request, &Ok(reply), request.due_us)
+                .follow_up;
+            assert_eq!(follow_up, None, "no churn: nothing follows");
+        }
+        due
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_replies_do_not_slow_the_schedule() {
+        let mut c = config();
+        c.devices = 50;
+        c.poll_interval = Duration::from_secs(1);
+        c.duration = Duration::from_secs(10);
+        c.connections = 64;
+        // Each reply takes 0.9 s: a closed loop (send, wait, wait an interval) would send about
+        // half as many requests, each later than the last.
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(900)).await;
+        let mut due = twin_due_times(&c);
+        let mut sent_us: Vec<u64> = sent.iter().map(|(us, _)| *us).collect();
+        due.sort_unstable();
+        sent_us.sort_unstable();
+        assert_eq!(sent_us.len(), 500, "every slot of every device");
+        assert_eq!(due.len(), sent_us.len());
+        for (due, sent) in due.iter().zip(&sent_us) {
+            assert!(
+                sent + LEAD_US >= *due && *sent <= due + 1_000,
+                "sent at {sent} µs, due at {due} µs"
+            );
+        }
+        let r = &outcome.report;
+        assert_eq!(r.requests, 500);
+        assert_eq!(r.errors.total, 0);
+        assert_eq!(r.schedule.skipped_busy, 0);
+        // Latency is the reply time, from the due time.
+        assert!(
+            (899_000..=902_000).contains(&r.latency.p50_us),
+            "{:?}",
+            r.latency
+        );
+        assert!(r.latency.max_us <= 902_000, "{:?}", r.latency);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_counts_the_wait_for_a_connection() {
+        let mut c = config();
+        c.devices = 10;
+        c.scenario = Scenario::Surge;
+        c.surge_window = Duration::from_millis(10);
+        c.poll_interval = Duration::from_secs(1000);
+        c.duration = Duration::from_secs(2);
+        c.connections = 1;
+        // Ten adds due within 10 ms, one connection, 100 ms each: the last waits ~900 ms for
+        // the connection. A tool measuring from the send would report 100 ms for every one.
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(100)).await;
+        assert_eq!(sent.len(), 10);
+        let r = &outcome.report;
+        assert_eq!(r.kinds["add"].count, 10);
+        assert!(
+            (980_000..=1_002_000).contains(&r.latency.max_us),
+            "{:?}",
+            r.latency
+        );
+        assert!(
+            (480_000..=520_000).contains(&r.latency.p50_us),
+            "{:?}",
+            r.latency
+        );
+        assert!(
+            (880_000..=902_000).contains(&r.schedule.wait.max_us),
+            "{:?}",
+            r.schedule.wait
+        );
+        assert_eq!(
+            r.schedule.backlog_max, 9,
+            "all but the one on the connection"
+        );
+        assert_eq!(r.replies["add"]["10"], 10);
+        // Every acknowledged name is known to the model.
+        for device in 0..10 {
+            assert!(matches!(outcome.fleet.expect(device), Expect::Addr(_)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_answers_cannot_keep_the_run_going() {
+        let mut c = config();
+        c.devices = 20;
+        c.poll_interval = Duration::from_secs(1);
+        c.duration = Duration::from_secs(3);
+        c.connections = 4;
+        c.timeout = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let (outcome, sent) = run_fake(&c, Duration::from_secs(3600)).await;
+        let r = &outcome.report;
+        assert!(t0.elapsed() <= Duration::from_secs(3 + 2 + 1) + Duration::from_millis(5));
+        assert_eq!(
+            sent.len(),
+            4,
+            "four connections, each stuck on its first request"
+        );
+        // The four out, plus every device whose boot was due and still waiting.
+        assert_eq!(r.errors.abandoned, 20);
+        assert_eq!(r.requests, 0);
+        for device in 0..20 {
+            assert_eq!(outcome.fleet.expect(device), Expect::Unknown);
+        }
+    }
+
+    #[test]
+    fn targets_are_what_devices_send() {
+        let c = config();
+        let wire = Wire {
+            sealer: Sealer::new(&c.key, false),
+            naming: c.naming(),
+            seed: 1,
+        };
+        let request = |kind| Request {
+            device: 42,
+            kind,
+            reason: crate::fleet::Reason::Poll,
+            addr: [198, 18, 0, 9].into(),
+            due_us: 0,
+        };
+        let add = wire.target(&request(Kind::Add), 0);
+        assert!(add.starts_with("/add.aspx?mac="), "{add}");
+        assert!(add.ends_with("&dm=lg1-42&myip=198.18.0.9"), "{add}");
+        let token = &add["/add.aspx?mac=".len()..add.find("&dm").expect("dm")];
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "base64url needs no escaping: {token}"
+        );
+        assert!(
+            wire.target(&request(Kind::Update), 0)
+                .ends_with("&myip=198.18.0.9")
+        );
+        assert!(
+            wire.target(&request(Kind::Remove), 0)
+                .starts_with("/remove.aspx?mac=")
+        );
+        assert_eq!(wire.target(&request(Kind::Ipdetect), 0), "/ipdetect.aspx");
+    }
+}
