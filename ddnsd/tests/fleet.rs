@@ -1,0 +1,86 @@
+//! A bounded fleet from the load generator (ddns-loadgen's library) against the real binary:
+//! devices that follow the seed's client rules get the replies they expect, with zero errors,
+//! and DNS answers every address the server acknowledged.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ddns_loadgen::fleet::Expect;
+use ddns_loadgen::{DeviceKey, LoadgenConfig, Scenario, Verify, run};
+
+#[test]
+fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), ROOMY_QUOTAS);
+    let server = Server::start(&dir.path().join("data"), Some(&config));
+    let key_file = server.data_dir.join("keys").join("demo.key");
+    let key = DeviceKey::from_key_file(&std::fs::read_to_string(&key_file).expect("demo key"))
+        .expect("a key file ddnsd wrote");
+
+    let mut c = LoadgenConfig::new(server.http, server.dns, key);
+    c.devices = 300;
+    c.scenario = Scenario::Churn;
+    c.churn = Some(0.2);
+    c.reboot = 0.05;
+    c.decommission = 0.01;
+    // A 300 s poll interval compressed 150 times: a poll every 2 s, five intervals in 10 s.
+    c.poll_interval = Duration::from_secs(300);
+    c.speedup = 150.0;
+    c.duration = Duration::from_secs(10);
+    c.connections = 16;
+    c.propagation_sample = 1.0;
+    c.verify = Verify::All;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = runtime.block_on(run(&c, None)).expect("the run starts");
+    let r = &outcome.report;
+    eprintln!("{r}");
+
+    assert_eq!(r.errors.total, 0, "{r}");
+    assert_eq!(
+        r.replies["add"]["10"], 300,
+        "every device registered once: {r}"
+    );
+    for code in ["09", "08"] {
+        assert!(
+            r.replies["update"].get(code).is_some_and(|&n| n > 0),
+            "no update answered {code}: {r}"
+        );
+    }
+    assert!(r.kinds["ipdetect"].count >= 4 * 250, "{r}");
+    if r.schedule.decommissions > 0 {
+        assert!(r.replies["remove"].get("15").is_some(), "{r}");
+    }
+
+    // Propagation: every acknowledged change was followed to DNS and seen there.
+    assert!(r.propagation.latency.count > 50, "{r}");
+    assert_eq!(r.propagation.timeouts, 0, "{r}");
+
+    // The final check asked DNS about every device whose last write was acknowledged.
+    let verify = r.verify.as_ref().expect("verify ran");
+    assert_eq!(verify.uncertain, 0, "{r}");
+    assert_eq!(verify.checked, 300, "{r}");
+    assert_eq!(verify.mismatched + verify.unanswered, 0, "{r}");
+
+    // And the real dig agrees, on a spread of devices.
+    let naming = outcome.fleet.naming();
+    for device in (0..300).step_by(15) {
+        let fqdn = naming.fqdn(device);
+        match outcome.fleet.expect(device) {
+            Expect::Addr(addr) => {
+                assert_eq!(
+                    server.dig_short(&[&fqdn, "A"]),
+                    [addr.to_string()],
+                    "{fqdn}"
+                )
+            }
+            Expect::Absent => assert_eq!(status(&server.dig(&[&fqdn, "A"])), "NXDOMAIN"),
+            Expect::Unknown => panic!("{fqdn}: no errors, so every outcome is known"),
+        }
+    }
+}
