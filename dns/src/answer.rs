@@ -29,7 +29,7 @@ use hickory_server::zone_handler::{
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// The UDP reply size every client supports (RFC 1035 §4.2.1), also the floor for EDNS clients.
-const MIN_UDP_PAYLOAD: u16 = 512;
+pub(crate) const MIN_UDP_PAYLOAD: u16 = 512;
 
 /// Header length, and the length of an OPT record without options (root name, type, class, TTL,
 /// RDLENGTH).

@@ -15,6 +15,7 @@
 //! `info,hickory_server=warn`. This crate itself logs only at start, stop, and at `debug`.
 
 mod answer;
+mod fast;
 mod server;
 
 /// The tracing filter directive that keeps hickory-server's per-reply `info` lines out of the
@@ -22,4 +23,5 @@ mod server;
 pub const HICKORY_LOG_DIRECTIVE: &str = "hickory_server=warn";
 
 pub use answer::{MAX_UDP_PAYLOAD, Responder, Transport};
+pub use fast::{Fast, FastPath};
 pub use server::{DnsError, DnsServer};
