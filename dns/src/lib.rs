@@ -17,6 +17,7 @@
 mod answer;
 mod fast;
 mod server;
+mod udp;
 
 /// The tracing filter directive that keeps hickory-server's per-reply `info` lines out of the
 /// log while keeping its warnings (socket errors, encoding failures).
