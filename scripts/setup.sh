@@ -9,6 +9,8 @@ packages=(
   pkg-config libssl-dev # the device-side C token sealer's tests (OpenSSL)
   bind9-dnsutils        # dig, used by the tests and the README walkthrough
   curl                  # the README walkthrough
+  cmake build-essential # librdkafka (rdkafka's cmake-build), compiled from its bundled source
+  zlib1g-dev            # librdkafka's zlib compression (rdkafka's libz feature)
 )
 
 missing=()

@@ -22,6 +22,11 @@ pub enum AppendError {
         /// The configured limit, in bytes.
         max: u32,
     },
+    /// A remote log (Kafka) did not confirm the record: its delivery failed or timed out, or the
+    /// producer failed fatally (and was rebuilt). Its outcome is unknown: it may be in the log.
+    /// Unlike [`AppendError::Io`], later appends may succeed.
+    #[error("the broker did not confirm the record")]
+    Broker(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why reading the log failed.
@@ -56,6 +61,10 @@ pub enum ReadError {
     /// The log was shut down and no durable record is left to read.
     #[error("log is closed")]
     Closed,
+    /// A remote log (Kafka) failed to answer (its metadata, its end, or a fetch that cannot be
+    /// retried). Passing failures such as a broker restart are retried, not reported.
+    #[error("reading from the broker failed")]
+    Broker(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why [`LogPosition::decode`](crate::LogPosition::decode) failed.
