@@ -284,6 +284,19 @@ pub struct FleetConfig {
     pub seed: u64,
 }
 
+impl FleetConfig {
+    /// When every device's first slot (its boot, or the surge that is its boot) has come due.
+    pub fn boot_end_us(&self) -> u64 {
+        match self.surge {
+            Some(Surge {
+                at_us: 0,
+                window_us,
+            }) => window_us,
+            _ => self.interval_us,
+        }
+    }
+}
+
 /// How devices are named: the label is `prefix` + index, under `zone`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Naming {

@@ -22,6 +22,9 @@ pub struct Report {
     pub requests_per_sec: f64,
     /// Due → reply, µs, every reply.
     pub latency: Latency,
+    /// The same for requests due after the boot window (the first poll interval, or the surge
+    /// when it is the boot): the settled fleet, without its registration burst.
+    pub latency_after_boot: Latency,
     /// Per kind (`add`, `update`, `remove`, `ipdetect`).
     pub kinds: BTreeMap<&'static str, KindReport>,
     /// Reply codes per kind (`ip` is an `ipdetect` address).
@@ -172,6 +175,7 @@ impl fmt::Display for Report {
             }
         }
         latency_row(out, "all", &self.latency)?;
+        latency_row(out, "after boot", &self.latency_after_boot)?;
         write!(out, "requests/s:")?;
         for (name, kind) in &self.kinds {
             if kind.count > 0 {
@@ -495,6 +499,7 @@ mod tests {
                 p99_us: 2500,
                 ..Latency::default()
             },
+            latency_after_boot: Latency::default(),
             kinds: BTreeMap::new(),
             replies: BTreeMap::from([("add", BTreeMap::from([("10", 300)]))]),
             errors: Errors::default(),

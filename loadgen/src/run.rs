@@ -233,7 +233,7 @@ pub async fn run_with<T: Transport>(
     };
     let mut sample_rng = SplitMix64::new(derive(config.seed, u64::MAX - 2));
 
-    let mut stats = Stats::new();
+    let mut stats = Stats::new(config.fleet_config().boot_end_us());
     let mut pending: VecDeque<Request> = VecDeque::new();
     let mut backlog_max = 0;
     let start = Instant::now();
@@ -304,7 +304,14 @@ pub async fn run_with<T: Transport>(
                     let done_us = us_between(start, done.at);
                     let latency_us = done_us.saturating_sub(done.request.due_us.min(done.sent_us));
                     let completion = fleet.complete(&done.request, &done.outcome, done_us);
-                    stats.record(done.request.kind, &done.outcome, completion.verdict, latency_us, done_us);
+                    stats.record(
+                        done.request.kind,
+                        done.request.due_us,
+                        &done.outcome,
+                        completion.verdict,
+                        latency_us,
+                        done_us,
+                    );
                     if let Some(follow_up) = completion.follow_up {
                         pending.push_back(follow_up);
                     }
@@ -427,6 +434,7 @@ pub async fn run_with<T: Transport>(
         requests,
         requests_per_sec: rate(requests, elapsed_secs),
         latency: Latency::of(&stats.all),
+        latency_after_boot: Latency::of(&stats.after_boot),
         kinds,
         replies,
         errors: stats.errors.clone(),

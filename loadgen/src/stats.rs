@@ -115,6 +115,9 @@ pub(crate) struct Stats {
     pub(crate) kinds: [Histogram<u64>; 4],
     pub(crate) kind_counts: [u64; 4],
     pub(crate) all: Histogram<u64>,
+    /// Replies to requests due after the boot window: the fleet's settled behaviour.
+    pub(crate) after_boot: Histogram<u64>,
+    boot_end_us: u64,
     /// Due time → handed to a connection: the wait for a free connection (and any lag of the
     /// loadgen's own scheduler).
     pub(crate) wait: Histogram<u64>,
@@ -129,11 +132,14 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn new() -> Stats {
+    /// `boot_end_us`: requests due from then on also count in `after_boot`.
+    pub(crate) fn new(boot_end_us: u64) -> Stats {
         Stats {
             kinds: std::array::from_fn(|_| new_histogram()),
             kind_counts: [0; 4],
             all: new_histogram(),
+            after_boot: new_histogram(),
+            boot_end_us,
             wait: new_histogram(),
             codes: BTreeMap::new(),
             errors: Errors::default(),
@@ -150,6 +156,7 @@ impl Stats {
     pub(crate) fn record(
         &mut self,
         kind: Kind,
+        due_us: u64,
         outcome: &Outcome,
         verdict: Verdict,
         latency_us: u64,
@@ -167,6 +174,9 @@ impl Stats {
             let latency_us = latency_us.max(1);
             self.kinds[kind.index()].saturating_record(latency_us);
             self.all.saturating_record(latency_us);
+            if due_us >= self.boot_end_us {
+                self.after_boot.saturating_record(latency_us);
+            }
             self.second.saturating_record(latency_us);
         }
     }
@@ -246,11 +256,26 @@ mod tests {
 
     #[test]
     fn replies_errors_and_seconds_are_counted_where_they_belong() {
-        let mut s = Stats::new();
-        s.record(Kind::Add, &Ok(Reply::Modified), Verdict::Ok, 100, 200_000);
-        s.record(Kind::Add, &Ok(Reply::Flood), Verdict::Flood, 300, 900_000);
+        let mut s = Stats::new(2_000_000);
+        s.record(
+            Kind::Add,
+            0,
+            &Ok(Reply::Modified),
+            Verdict::Ok,
+            100,
+            200_000,
+        );
+        s.record(
+            Kind::Add,
+            0,
+            &Ok(Reply::Flood),
+            Verdict::Flood,
+            300,
+            900_000,
+        );
         s.record(
             Kind::Update,
+            2_400_000,
             &Err(CallError::Timeout),
             Verdict::Failed(CallError::Timeout),
             10_000_000,
@@ -258,6 +283,7 @@ mod tests {
         );
         s.record(
             Kind::Ipdetect,
+            2_550_000,
             &Ok(Reply::NotFound),
             Verdict::Unexpected,
             50,
@@ -280,6 +306,11 @@ mod tests {
         );
         // The timeout has no reply, so no latency: three replies in the histograms.
         assert_eq!(s.all.len(), 3);
+        assert_eq!(
+            s.after_boot.len(),
+            1,
+            "only the ipdetect was due after the boot"
+        );
         assert_eq!(s.kinds[Kind::Update.index()].len(), 0);
         let seconds: Vec<(u64, u64, u64)> = s
             .timeline
