@@ -28,8 +28,16 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies queued per TCP connection before the connection's reader waits.
 const TCP_RESPONSE_BUFFER: usize = 32;
 
+/// Receive and send buffer asked for each UDP socket, as NSD does.
+const SOCKET_BUFFER: usize = 1 << 20;
+
 /// How often an ephemeral bind retries when the UDP port it got is taken for TCP.
 const EPHEMERAL_BIND_ATTEMPTS: usize = 16;
+
+/// The environment variable that sets how many UDP workers [`DnsServer::bind`] starts (a positive
+/// integer; default: one per available core). Benchmarks use it to give every server compared the
+/// same number of workers.
+pub const UDP_WORKERS_ENV: &str = "DDNS_DNS_UDP_WORKERS";
 
 /// Why the DNS server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +81,15 @@ impl std::fmt::Debug for DnsServer {
 
 impl DnsServer {
     /// Binds UDP and TCP on `addr` (port 0 = any free port; same port for both) and starts
-    /// serving `zone`, with one UDP worker per available core.
+    /// serving `zone`, with one UDP worker per available core, or as many as the environment
+    /// variable [`UDP_WORKERS_ENV`] says.
     pub async fn bind(addr: SocketAddr, zone: Arc<LiveZone>) -> Result<DnsServer, DnsError> {
-        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
-        DnsServer::bind_with_udp_workers(addr, zone, cores).await
+        let workers = std::env::var(UDP_WORKERS_ENV)
+            .ok()
+            .and_then(|value| value.trim().parse().ok())
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN);
+        DnsServer::bind_with_udp_workers(addr, zone, workers).await
     }
 
     /// [`DnsServer::bind`] with `udp_workers` UDP worker threads (each with its own socket).
@@ -205,6 +218,10 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     }
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(IDLE_WAKE))?;
+    // Room for bursts while the worker is busy (the kernel caps it at net.core.rmem_max/wmem_max;
+    // the default, ~200 KiB, holds only a few hundred queries). Best effort.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     Ok(socket)
 }
 
