@@ -1068,6 +1068,41 @@ mod tests {
         assert_eq!(reply[3] & 0x0f, RCODE_NXDOMAIN);
     }
 
+    #[test]
+    fn names_at_the_length_limit_agree_with_the_responder() {
+        let zone = small_zone();
+        let responder = Responder::new(zone.clone());
+        let fast = FastPath::new(zone);
+        // "dyn.example" is 13 octets on the wire; fill up to and past 255 with labels before it.
+        for total in 240..=260usize {
+            let mut labels = Vec::new();
+            let mut left = total - 13;
+            while left > 0 {
+                let len = left.min(64) - 1;
+                if len == 0 {
+                    break;
+                }
+                labels.push("a".repeat(len));
+                left -= len + 1;
+            }
+            let name = format!("{}.dyn.example", labels.join("."));
+            let wire_len = name.len() + 2;
+            let mut query = dig_query(&name, TYPE_A);
+            query.truncate(query.len() - 23);
+            query[11] = 0;
+            let (outcome, buf) = fast_answer(&fast, &query);
+            let slow = responder.respond(&query, Transport::Udp);
+            match outcome {
+                Fast::Reply(len) => {
+                    let slow = slow.expect("the Responder answers");
+                    same_reply(&buf[..len], &slow).unwrap_or_else(|e| panic!("{wire_len}: {e}"));
+                }
+                Fast::Slow => assert!(wire_len > 255, "{wire_len} octets should be fast"),
+                Fast::Drop => panic!("{wire_len}: dropped"),
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
