@@ -43,7 +43,17 @@ pub(crate) fn build_query(id: u16, name: &str, out: &mut Vec<u8>) {
 pub(crate) struct Answer {
     pub(crate) id: u16,
     pub(crate) rcode: u8,
+    /// The first question's name, lower case, without the final dot: ids are only 16 bits and
+    /// get reused, so an answer is matched to its query by id *and* name.
+    pub(crate) qname: String,
     pub(crate) a: Vec<Ipv4Addr>,
+}
+
+impl Answer {
+    /// Whether this answers a query for `name`.
+    pub(crate) fn is_for(&self, name: &str) -> bool {
+        self.qname.eq_ignore_ascii_case(name.trim_end_matches('.'))
+    }
 }
 
 /// Reads a response's id, rcode and `A` answers; `None` if it is not a well-formed response.
@@ -57,7 +67,11 @@ pub(crate) fn parse_answer(msg: &[u8]) -> Option<Answer> {
     let qdcount = u16::from_be_bytes([header[4], header[5]]);
     let ancount = u16::from_be_bytes([header[6], header[7]]);
     let mut at = 12;
-    for _ in 0..qdcount {
+    let mut qname = String::new();
+    for i in 0..qdcount {
+        if i == 0 {
+            qname = read_name(msg, at)?;
+        }
         at = skip_name(msg, at)? + 4;
     }
     let mut a = Vec::new();
@@ -73,7 +87,32 @@ pub(crate) fn parse_answer(msg: &[u8]) -> Option<Answer> {
         }
         at += 10 + rdlen;
     }
-    Some(Answer { id, rcode, a })
+    Some(Answer {
+        id,
+        rcode,
+        qname,
+        a,
+    })
+}
+
+/// The uncompressed name at `at` (a question's), lower case and dotted.
+fn read_name(msg: &[u8], mut at: usize) -> Option<String> {
+    let mut name = String::new();
+    loop {
+        let len = usize::from(*msg.get(at)?);
+        if len == 0 {
+            return Some(name);
+        }
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        let label = msg.get(at + 1..at + 1 + len)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        at += 1 + len;
+    }
 }
 
 /// The offset just past the (possibly compressed) name at `at`.
@@ -194,7 +233,11 @@ pub(crate) async fn run_prober(
                 let Ok(len) = received else { continue };
                 let now = Instant::now();
                 let Some(answer) = parse_answer(&buf[..len]) else { continue };
-                let Some(mut probe) = in_flight.remove(&answer.id) else { continue };
+                match in_flight.get(&answer.id) {
+                    Some(probe) if answer.is_for(&probe.request.name) => {}
+                    _ => continue, // a late answer to an id since reused
+                }
+                let mut probe = in_flight.remove(&answer.id).expect("just found");
                 if answer.a.contains(&probe.request.expect) {
                     let us = now.saturating_duration_since(probe.request.acked_at).as_micros();
                     results.histogram.saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
@@ -255,7 +298,7 @@ pub struct VerifyReport {
 }
 
 const VERIFY_WINDOW: usize = 512;
-const VERIFY_TRIES: u32 = 3;
+const VERIFY_TRIES: u32 = 5;
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Asks DNS for each `(name, expectation)` (`Expect::Unknown` ones must be filtered out by the
@@ -284,7 +327,11 @@ pub(crate) async fn verify(
             received = socket.recv(&mut buf) => {
                 let Ok(len) = received else { continue };
                 let Some(answer) = parse_answer(&buf[..len]) else { continue };
-                let Some((index, _, _)) = in_flight.remove(&answer.id) else { continue };
+                match in_flight.get(&answer.id) {
+                    Some((index, _, _)) if answer.is_for(&targets[*index].0) => {}
+                    _ => continue, // a late answer to an id since reused
+                }
+                let (index, _, _) = in_flight.remove(&answer.id).expect("just found");
                 report.checked += 1;
                 let (name, expect) = &targets[index];
                 let ok = match expect {
@@ -365,9 +412,12 @@ mod tests {
             Answer {
                 id: 9,
                 rcode: 0,
+                qname: "a.dyn.example".into(),
                 a: addrs.to_vec()
             }
         );
+        assert!(answer.is_for("A.Dyn.Example."));
+        assert!(!answer.is_for("b.dyn.example"));
         let nx = parse_answer(&respond(&q, RCODE_NXDOMAIN, &[])).expect("parses");
         assert_eq!((nx.rcode, nx.a.len()), (RCODE_NXDOMAIN, 0));
         assert_eq!(parse_answer(&q), None, "a query is not a response");
