@@ -47,8 +47,8 @@ pub enum RunError {
     /// The configuration cannot run.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A socket could not be opened.
-    #[error("DNS socket: {0}")]
+    /// A socket or the prober thread could not be opened.
+    #[error("loadgen I/O: {0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -159,12 +159,20 @@ fn us_between(start: Instant, at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A worker's share of the propagation sampling.
+struct Sampler {
+    probes: mpsc::Sender<ProbeRequest>,
+    share: f64,
+    rng: SplitMix64,
+}
+
 async fn worker<T: Transport>(
     conn: usize,
     mut transport: T,
     wire: Arc<Wire>,
     mut jobs: mpsc::Receiver<Job>,
     done: mpsc::UnboundedSender<Done>,
+    mut sampler: Option<Sampler>,
 ) {
     while let Some(Job { request, sent_us }) = jobs.recv().await {
         let target = wire.target(&request, unix_secs());
@@ -173,6 +181,23 @@ async fn worker<T: Transport>(
             .await
             .map(|body| Reply::parse(request.kind, &body));
         let at = Instant::now();
+        // Straight from the worker to the prober's own thread, so that the driver's backlog
+        // does not sit between the reply and the first DNS query.
+        if let (Some(sampler), Ok(reply)) = (&mut sampler, &outcome) {
+            let acked = match (request.kind, reply) {
+                (Kind::Add, Reply::Created(fqdn)) => wire.naming.is_fqdn(request.device, fqdn),
+                (Kind::Add | Kind::Update, Reply::Modified) => true,
+                _ => false,
+            };
+            if acked && sampler.rng.chance(sampler.share) {
+                // A full queue drops the sample rather than delaying the device.
+                let _ = sampler.probes.try_send(ProbeRequest {
+                    name: wire.naming.fqdn(request.device),
+                    expect: request.addr,
+                    acked_at: at,
+                });
+            }
+        }
         let finished = Done {
             conn,
             request,
@@ -205,18 +230,41 @@ pub async fn run_with<T: Transport>(
     let loadgen_cpu_start = cpu_secs(None);
     let server_cpu_start = config.server_pid.and_then(|pid| cpu_secs(Some(pid)));
 
+    // The prober runs on a thread of its own: its timing must not wait for the driver.
+    let (probe_tx, prober) = if config.propagation_sample > 0.0 {
+        let (tx, rx) = mpsc::channel(1024);
+        let (dns, timeout) = (config.dns, config.probe_timeout);
+        let prober = std::thread::Builder::new()
+            .name("loadgen-prober".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(run_prober(dns, rx, timeout))
+            })?;
+        (Some(tx), Some(prober))
+    } else {
+        (None, None)
+    };
+
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut jobs = Vec::with_capacity(transports.len());
     let mut workers = JoinSet::new();
     for (conn, transport) in transports.into_iter().enumerate() {
         let (job_tx, job_rx) = mpsc::channel(1);
         jobs.push(job_tx);
+        let sampler = probe_tx.as_ref().map(|probes| Sampler {
+            probes: probes.clone(),
+            share: config.propagation_sample,
+            rng: SplitMix64::new(derive(config.seed, u64::MAX - 2 - conn as u64)),
+        });
         workers.spawn(worker(
             conn,
             transport,
             wire.clone(),
             job_rx,
             done_tx.clone(),
+            sampler,
         ));
     }
     drop(done_tx);
@@ -224,14 +272,7 @@ pub async fn run_with<T: Transport>(
     let mut idle: Vec<usize> = (0..connections).rev().collect();
     let mut out: Vec<Option<Request>> = vec![None; connections];
 
-    let (probe_tx, prober) = if config.propagation_sample > 0.0 {
-        let (tx, rx) = mpsc::channel(1024);
-        let prober = tokio::spawn(run_prober(config.dns, rx, config.probe_timeout));
-        (Some(tx), Some(prober))
-    } else {
-        (None, None)
-    };
-    let mut sample_rng = SplitMix64::new(derive(config.seed, u64::MAX - 2));
+    drop(probe_tx);
 
     let mut stats = Stats::new(config.fleet_config().boot_end_us());
     let mut pending: VecDeque<Request> = VecDeque::new();
@@ -315,16 +356,6 @@ pub async fn run_with<T: Transport>(
                     if let Some(follow_up) = completion.follow_up {
                         pending.push_back(follow_up);
                     }
-                    if let (Some(addr), Some(probes)) = (completion.acked_change, &probe_tx)
-                        && sample_rng.chance(config.propagation_sample)
-                    {
-                        // A full queue drops the sample rather than delaying the driver.
-                        let _ = probes.try_send(ProbeRequest {
-                            name: naming.fqdn(done.request.device),
-                            expect: addr,
-                            acked_at: done.at,
-                        });
-                    }
                     match done_rx.try_recv() {
                         Ok(next) => done = next,
                         Err(_) => break,
@@ -357,13 +388,14 @@ pub async fn run_with<T: Transport>(
         .map(|(a, b)| b - a);
     drop(jobs);
     workers.abort_all();
-
-    drop(probe_tx);
+    // Every worker (and so every sender to the prober) is gone once this ends.
+    while workers.join_next().await.is_some() {}
     let probes = match prober {
         Some(prober) => Some(
-            prober
+            tokio::task::spawn_blocking(move || prober.join())
                 .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??,
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .map_err(|_| std::io::Error::other("the prober thread panicked"))??,
         ),
         None => None,
     };
