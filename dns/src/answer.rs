@@ -2,8 +2,9 @@
 //!
 //! [`Responder::answer`] maps a decoded request and the [`LiveZone`] to the parts of a reply
 //! (header, answer and authority records, OPT); [`Reply::fit`] applies the transport's size limit;
-//! the server hands the parts to hickory, and [`Responder::respond`] encodes them itself (bytes in,
-//! bytes out: the path benchmarks and fuzzers drive).
+//! for TCP the server hands the parts to hickory, and [`Responder::respond`] encodes them itself
+//! (bytes in, bytes out: the path the UDP workers take for whatever the fast path declines, and
+//! that benchmarks and fuzzers drive).
 
 use std::iter;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -79,7 +80,8 @@ impl ApexRecords {
 
 /// Answers queries from a [`LiveZone`]: the whole DNS logic of ddnsd, without sockets.
 ///
-/// The server uses it for every request; benchmarks and fuzzers call [`Responder::respond`].
+/// The server uses it for every TCP request and for the UDP queries [`crate::FastPath`] declines;
+/// benchmarks and fuzzers call [`Responder::respond`].
 #[derive(Debug)]
 pub struct Responder {
     zone: Arc<LiveZone>,
