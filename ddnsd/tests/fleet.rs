@@ -54,7 +54,7 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
     }
     assert!(r.kinds["ipdetect"].count >= 4 * 250, "{r}");
     if r.schedule.decommissions > 0 {
-        assert!(r.replies["remove"].get("15").is_some(), "{r}");
+        assert!(r.replies["remove"].contains_key("15"), "{r}");
     }
 
     // Propagation: every acknowledged change was followed to DNS and seen there.
