@@ -92,8 +92,10 @@ for run in "${runs[@]}"; do
         ;;
     surge1m)
         start_server 1m
+        # Only the surge is scheduled (polls would start 60 s after each add); the drain gets
+        # --timeout to send and finish whatever the server has not caught up with.
         loadgen surge1m --devices 1000000 --scenario surge --surge-window 60s \
-            --poll-interval 60s --duration 75s --connections 256 --verify all
+            --poll-interval 60s --duration 60s --timeout 60s --connections 256 --verify all
         ;;
     fleet1m)
         # After surge1m on the same server (run both: `measure.sh surge1m fleet1m`).

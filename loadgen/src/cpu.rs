@@ -1,24 +1,140 @@
-//! CPU time of a process from `/proc/<pid>/stat` (Linux), to report how the two cores were
-//! shared between the loadgen and the server.
+//! CPU time from /proc (Linux): the loadgen's, the server's (whole and per thread) and the
+//! whole machine's, to tell which of them a slow second belonged to. Elsewhere every figure is
+//! `None`.
 
-/// User + system CPU seconds of `pid` (this process if `None`); `None` where /proc is absent.
+use std::collections::BTreeMap;
+
+/// USER_HZ: /proc counts CPU time in these ticks (100 on every Linux architecture we run on).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// User + system CPU seconds of `pid` (this process if `None`).
 pub(crate) fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
     };
-    let text = std::fs::read_to_string(path).ok()?;
-    parse_stat(&text)
+    parse_stat(&std::fs::read_to_string(path).ok()?).map(|(_, secs)| secs)
 }
 
-/// `utime` and `stime` are fields 14 and 15, counted in USER_HZ (100 on Linux); the command
-/// name (field 2) may contain spaces, so fields are counted after its closing parenthesis.
-fn parse_stat(text: &str) -> Option<f64> {
-    let rest = text.get(text.rfind(')')? + 1..)?;
-    let mut fields = rest.split_whitespace().skip(11);
+/// CPU seconds of each thread of `pid`, by thread id: (name, seconds).
+pub(crate) fn thread_secs(pid: u32) -> BTreeMap<u32, (String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return BTreeMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (name, secs) = parse_stat(&text)?;
+            Some((tid, (name, secs)))
+        })
+        .collect()
+}
+
+/// Per thread name, the CPU seconds spent between two [`thread_secs`] readings (threads born in
+/// between count from zero), largest first.
+pub(crate) fn thread_delta(
+    before: &BTreeMap<u32, (String, f64)>,
+    after: &BTreeMap<u32, (String, f64)>,
+) -> Vec<(String, f64)> {
+    let mut by_name: BTreeMap<&str, f64> = BTreeMap::new();
+    for (tid, (name, secs)) in after {
+        let start = before.get(tid).map_or(0.0, |(_, s)| *s);
+        *by_name.entry(name).or_default() += secs - start;
+    }
+    let mut named: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, secs)| (name.to_owned(), secs))
+        .collect();
+    named.sort_by(|a, b| b.1.total_cmp(&a.1));
+    named
+}
+
+/// CPU seconds the whole machine spent busy (all CPUs: everything but idle and iowait).
+pub(crate) fn machine_busy_secs() -> Option<f64> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_proc_stat(text: &str) -> Option<f64> {
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy as f64 / TICKS_PER_SEC)
+}
+
+/// (command name, utime + stime seconds): fields 2, 14 and 15; the name may contain spaces and
+/// parentheses, so the others are counted after its last `)`.
+fn parse_stat(text: &str) -> Option<(String, f64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_owned();
+    let mut fields = text.get(close + 1..)?.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some((name, (utime + stime) as f64 / TICKS_PER_SEC))
+}
+
+/// One reading: when, and the CPU seconds of the loadgen, the server and the machine.
+type Reading = (std::time::Instant, Option<f64>, Option<f64>, Option<f64>);
+
+/// Samples the three CPU figures and turns them into cores used since the last sample.
+pub(crate) struct CpuSampler {
+    server_pid: Option<u32>,
+    last: Option<Reading>,
+}
+
+/// Cores used over an interval: loadgen, server, whole machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Cores {
+    pub(crate) loadgen: Option<f64>,
+    pub(crate) server: Option<f64>,
+    pub(crate) machine: Option<f64>,
+}
+
+impl CpuSampler {
+    pub(crate) fn new(server_pid: Option<u32>) -> CpuSampler {
+        let mut sampler = CpuSampler {
+            server_pid,
+            last: None,
+        };
+        sampler.sample();
+        sampler
+    }
+
+    /// Cores used since the previous call.
+    pub(crate) fn sample(&mut self) -> Cores {
+        let now = (
+            std::time::Instant::now(),
+            cpu_secs(None),
+            self.server_pid.and_then(|pid| cpu_secs(Some(pid))),
+            machine_busy_secs(),
+        );
+        let cores = match self.last {
+            Some((at, loadgen, server, machine)) => {
+                let secs = now.0.duration_since(at).as_secs_f64().max(1e-3);
+                let per = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (b - a) / secs);
+                Cores {
+                    loadgen: per(loadgen, now.1),
+                    server: per(server, now.2),
+                    machine: per(machine, now.3),
+                }
+            }
+            None => Cores::default(),
+        };
+        self.last = Some(now);
+        cores
+    }
 }
 
 #[cfg(test)]
@@ -27,11 +143,33 @@ mod tests {
 
     #[test]
     fn stat_fields_are_read_after_the_command_name() {
-        let stat = "4242 (dd nsd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0";
-        assert_eq!(parse_stat(stat), Some(3.25));
+        let stat = "4242 (dd (x) nsd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0";
+        assert_eq!(parse_stat(stat), Some(("dd (x) nsd".into(), 3.25)));
         assert_eq!(parse_stat("garbage"), None);
         if cfg!(target_os = "linux") {
             assert!(cpu_secs(None).is_some());
+            assert!(machine_busy_secs().is_some());
+            assert!(!thread_secs(std::process::id()).is_empty());
         }
+    }
+
+    #[test]
+    fn machine_busy_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 20 30 5000 400 1 2 3 0 0\ncpu0 1 2 3\n";
+        assert_eq!(parse_proc_stat(stat), Some(1.56));
+    }
+
+    #[test]
+    fn thread_deltas_add_up_by_name() {
+        let before = BTreeMap::from([(1, ("worker".into(), 1.0)), (2, ("worker".into(), 2.0))]);
+        let after = BTreeMap::from([
+            (1, ("worker".into(), 3.0)),
+            (2, ("worker".into(), 2.5)),
+            (3, ("writer".into(), 4.0)),
+        ]);
+        assert_eq!(
+            thread_delta(&before, &after),
+            [("writer".to_owned(), 4.0), ("worker".to_owned(), 2.5)]
+        );
     }
 }

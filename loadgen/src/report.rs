@@ -121,17 +121,32 @@ pub struct ScheduleReport {
     pub connections_opened: u64,
 }
 
-/// CPU seconds (user + system) over the run, from /proc (Linux; absent elsewhere).
+/// CPU seconds (user + system) over the load phase, from /proc (Linux; absent elsewhere).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Cpu {
     /// The loadgen process.
     pub loadgen_secs: Option<f64>,
     /// The server, when `--server-pid` was given.
     pub server_secs: Option<f64>,
+    /// The whole machine: the two above plus every neighbour.
+    pub machine_secs: Option<f64>,
     /// `loadgen_secs / elapsed`, in cores (1.0 = one core busy).
     pub loadgen_cores: Option<f64>,
     /// `server_secs / elapsed`, in cores.
     pub server_cores: Option<f64>,
+    /// `machine_secs / elapsed`, in cores.
+    pub machine_cores: Option<f64>,
+    /// The server's CPU by thread name, largest first.
+    pub server_threads: Vec<ThreadCpu>,
+}
+
+/// CPU seconds of the server's threads of one name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadCpu {
+    /// The thread name (tokio workers share one).
+    pub name: String,
+    /// Their CPU seconds over the load phase.
+    pub secs: f64,
 }
 
 fn ms(us: u64) -> String {
@@ -247,12 +262,25 @@ impl fmt::Display for Report {
             (Some(s), Some(c)) => format!("{s:.1} s ({c:.2} cores)"),
             _ => "n/a".to_owned(),
         };
-        writeln!(
+        write!(
             out,
-            "cpu: loadgen {}, server {}",
+            "cpu: loadgen {}, server {}, whole machine {}",
             cores(c.loadgen_secs, c.loadgen_cores),
-            cores(c.server_secs, c.server_cores)
-        )
+            cores(c.server_secs, c.server_cores),
+            cores(c.machine_secs, c.machine_cores),
+        )?;
+        if let (Some(m), Some(l), Some(s)) = (c.machine_cores, c.loadgen_cores, c.server_cores) {
+            write!(out, " (others {:.2} cores)", m - l - s)?;
+        }
+        writeln!(out)?;
+        if !c.server_threads.is_empty() {
+            write!(out, "server threads:")?;
+            for t in c.server_threads.iter().take(6) {
+                write!(out, " {} {:.1} s;", t.name, t.secs)?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
     }
 }
 
@@ -266,7 +294,9 @@ pub fn plot_svg(report: &Report) -> String {
     const TOP: f64 = 50.0;
     const GAP: f64 = 70.0;
     let plot_w = W - LEFT - RIGHT;
-    let h = TOP + 2.0 * PANEL_H + GAP + 50.0;
+    let has_cpu = report.timeline.iter().any(|p| p.machine_cores.is_some());
+    let panels = if has_cpu { 3.0 } else { 2.0 };
+    let h = TOP + panels * PANEL_H + (panels - 1.0) * GAP + 50.0;
     let points = &report.timeline;
     let t_max = points.last().map_or(1, |p| p.t).max(1) as f64;
     let x = |t: u64| LEFT + plot_w * t as f64 / t_max;
@@ -378,12 +408,70 @@ pub fn plot_svg(report: &Report) -> String {
         &[("#2ca02c", "replies/s"), ("#ff7f0e", "errors/s")],
     );
 
-    // Time axis under both panels.
+    // CPU panel: who used the machine's cores, second by second.
+    let cpu_top = thr_top + PANEL_H + GAP;
+    if has_cpu {
+        let max_cores = points
+            .iter()
+            .filter_map(|p| p.machine_cores)
+            .fold(2.0f64, f64::max)
+            .ceil();
+        let y_cpu = |v: f64| cpu_top + PANEL_H * (1.0 - v / max_cores);
+        axes(
+            &mut svg,
+            cpu_top,
+            PANEL_H,
+            LEFT,
+            plot_w,
+            "CPU (cores): loadgen, server, and everything else on the machine",
+        );
+        let mut v = 0.0;
+        while v <= max_cores {
+            grid(&mut svg, y_cpu(v), LEFT, plot_w, &format!("{v}"));
+            v += 0.5;
+        }
+        type Series = (&'static str, &'static str, fn(&SecondPoint) -> Option<f64>);
+        let series: [Series; 3] = [
+            ("#9467bd", "loadgen", |p| p.loadgen_cores),
+            ("#8c564b", "server", |p| p.server_cores),
+            ("#7f7f7f", "others", |p| {
+                Some(p.machine_cores? - p.loadgen_cores? - p.server_cores.unwrap_or(0.0))
+            }),
+        ];
+        for (color, name, value) in series {
+            let with: Vec<SecondPoint> = points
+                .iter()
+                .filter(|p| value(p).is_some())
+                .cloned()
+                .collect();
+            polyline(
+                &mut svg,
+                &with,
+                |p| (x(p.t), y_cpu(value(p).unwrap_or(0.0).max(0.0))),
+                color,
+                name,
+            );
+        }
+        legend(
+            &mut svg,
+            LEFT + 10.0,
+            cpu_top + 14.0,
+            &[
+                ("#9467bd", "loadgen"),
+                ("#8c564b", "server"),
+                ("#7f7f7f", "others"),
+            ],
+        );
+    }
+
+    // Time axis under every panel.
     let t_step = nice_step(t_max / 8.0).max(1.0);
+    let bottoms = [lat_top, thr_top, cpu_top];
     let mut t = 0.0;
     while t <= t_max {
         let xt = LEFT + plot_w * t / t_max;
-        for bottom in [lat_top + PANEL_H, thr_top + PANEL_H] {
+        for top in &bottoms[..panels as usize] {
+            let bottom = top + PANEL_H;
             let _ = writeln!(
                 svg,
                 r##"<text x="{xt:.1}" y="{:.1}" text-anchor="middle">{t}</text>"##,
@@ -396,7 +484,7 @@ pub fn plot_svg(report: &Report) -> String {
         svg,
         r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since start</text>"##,
         LEFT + plot_w / 2.0,
-        thr_top + PANEL_H + 36.0
+        bottoms[panels as usize - 1] + PANEL_H + 36.0
     );
     svg.push_str("</svg>\n");
     svg
@@ -514,6 +602,9 @@ mod tests {
                     errors: 0,
                     p50_us: 400,
                     p99_us: 2500,
+                    loadgen_cores: Some(0.2),
+                    server_cores: Some(0.5),
+                    machine_cores: Some(1.5),
                 })
                 .collect(),
         }
@@ -533,7 +624,8 @@ mod tests {
         let svg = plot_svg(&sample());
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), 7);
+        assert!(svg.contains("CPU"));
         assert!(svg.contains("replies per second"));
         // An empty run still draws axes.
         let mut empty = sample();

@@ -27,11 +27,11 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use crate::config::{ConfigError, LoadgenConfig, Verify};
-use crate::cpu::cpu_secs;
+use crate::cpu::{CpuSampler, cpu_secs, machine_busy_secs, thread_delta, thread_secs};
 use crate::dns::{ProbeRequest, run_prober, verify};
 use crate::fleet::{Expect, Fleet, Kind, Naming, Outcome, Reply, Request, mac_of};
 use crate::http::{HttpConnection, Transport};
-use crate::report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport};
+use crate::report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, ThreadCpu};
 use crate::rng::{SplitMix64, derive};
 use crate::stats::{Latency, SecondPoint, Stats, rate};
 use crate::token::Sealer;
@@ -229,6 +229,10 @@ pub async fn run_with<T: Transport>(
     });
     let loadgen_cpu_start = cpu_secs(None);
     let server_cpu_start = config.server_pid.and_then(|pid| cpu_secs(Some(pid)));
+    let machine_cpu_start = machine_busy_secs();
+    let server_threads_start = config.server_pid.map(thread_secs);
+    let mut cpu_sampler = CpuSampler::new(config.server_pid);
+    let mut cpu_sampled = 0;
 
     // The prober runs on a thread of its own: its timing must not wait for the driver.
     let (probe_tx, prober) = if config.propagation_sample > 0.0 {
@@ -365,6 +369,15 @@ pub async fn run_with<T: Transport>(
             _ = &mut sleep => {}
             _ = tick.tick() => {
                 stats.roll_to(now_us);
+                if stats.timeline.len() > cpu_sampled {
+                    let cores = cpu_sampler.sample();
+                    for point in &mut stats.timeline[cpu_sampled..] {
+                        point.loadgen_cores = cores.loadgen;
+                        point.server_cores = cores.server;
+                        point.machine_cores = cores.machine;
+                    }
+                    cpu_sampled = stats.timeline.len();
+                }
                 if let Some(progress) = progress.as_deref_mut() {
                     progress.update(&Live {
                         elapsed: now - start,
@@ -386,6 +399,16 @@ pub async fn run_with<T: Transport>(
     let server_cpu = server_cpu_start
         .zip(config.server_pid.and_then(|pid| cpu_secs(Some(pid))))
         .map(|(a, b)| b - a);
+    let machine_cpu = machine_cpu_start
+        .zip(machine_busy_secs())
+        .map(|(a, b)| b - a);
+    let server_threads = match (config.server_pid, &server_threads_start) {
+        (Some(pid), Some(start)) => thread_delta(start, &thread_secs(pid))
+            .into_iter()
+            .map(|(name, secs)| ThreadCpu { name, secs })
+            .collect(),
+        _ => Vec::new(),
+    };
     drop(jobs);
     workers.abort_all();
     // Every worker (and so every sender to the prober) is gone once this ends.
@@ -490,8 +513,11 @@ pub async fn run_with<T: Transport>(
         cpu: Cpu {
             loadgen_secs: loadgen_cpu,
             server_secs: server_cpu,
+            machine_secs: machine_cpu,
             loadgen_cores: loadgen_cpu.map(|s| s / elapsed_secs.max(1e-9)),
             server_cores: server_cpu.map(|s| s / elapsed_secs.max(1e-9)),
+            machine_cores: machine_cpu.map(|s| s / elapsed_secs.max(1e-9)),
+            server_threads,
         },
         timeline: std::mem::take(&mut stats.timeline),
     };

@@ -108,6 +108,12 @@ pub struct SecondPoint {
     pub p50_us: u64,
     /// 99th percentile, µs.
     pub p99_us: u64,
+    /// Cores the loadgen used around this second.
+    pub loadgen_cores: Option<f64>,
+    /// Cores the server used (with `--server-pid`).
+    pub server_cores: Option<f64>,
+    /// Cores the whole machine used (everyone: loadgen, server and any neighbours).
+    pub machine_cores: Option<f64>,
 }
 
 /// The accumulator the driver feeds.
@@ -200,6 +206,7 @@ impl Stats {
                 } else {
                     self.second.value_at_quantile(0.99)
                 },
+                ..SecondPoint::default()
             });
             self.second.reset();
             self.second_requests = 0;
