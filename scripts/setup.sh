@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing ddnsd needs, idempotently: Debian packages (only those
-# missing, so a set-up machine runs no apt at all) and a Rust toolchain check.
+# missing, so a set-up machine runs no apt at all), a Rust toolchain check, and the tansu broker
+# KafkaLog's tests run against (built once into ~/.cache/ddnsd-tools, outside the clone).
 set -euo pipefail
 
 packages=(
@@ -29,3 +30,5 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2
   exit 1
 fi
+
+bash "$(dirname "$0")/tansu.sh" install
