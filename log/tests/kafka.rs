@@ -495,3 +495,41 @@ fn appends_per_second() {
         );
     });
 }
+
+/// Connecting to a topic that does not exist fails (and does not create it); another partition
+/// count than the topic's fails.
+#[test]
+fn connect_checks_the_topic_and_never_creates_it() {
+    let tansu = Tansu::start();
+    block_on(async {
+        let config = tansu.topic(2);
+        let missing = KafkaConfig {
+            topic: "no-such-topic".to_owned(),
+            ..config.clone()
+        };
+        for _ in 0..2 {
+            let result = KafkaLog::connect(missing.clone()).await;
+            assert!(
+                matches!(result, Err(ddns_log::KafkaConnectError::NoTopic { .. })),
+                "{result:?}"
+            );
+        }
+        let wrong = KafkaLog::connect(KafkaConfig {
+            partitions: 1,
+            ..config.clone()
+        })
+        .await;
+        assert!(
+            matches!(
+                wrong,
+                Err(ddns_log::KafkaConnectError::PartitionCount {
+                    expected: 1,
+                    actual: 2,
+                    ..
+                })
+            ),
+            "{wrong:?}"
+        );
+        connect(config).await;
+    });
+}

@@ -278,3 +278,24 @@ fn connect_checks_the_topic() {
         assert!(KafkaLog::connect(config).await.is_ok());
     });
 }
+
+/// Dropping a reader or the log while the broker is down does not hang (the projector's reader
+/// and ingest's log are dropped on shutdown, whatever the broker's state).
+#[test]
+fn dropping_while_the_broker_is_down_is_quick() {
+    let mock = Mock::new();
+    block_on(async {
+        let log = connect(mock.topic(2)).await;
+        append(&log, "k", "v").await;
+        let mut reader = log.reader(&LogPosition::default()).await.expect("reader");
+        read_n(&mut *reader, 1).await;
+        mock.cluster().broker_down(BROKER).expect("broker down");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        drop(reader);
+        drop(log);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "dropping took {took:?}");
+        eprintln!("dropping the reader and the log took {took:?}");
+    });
+}

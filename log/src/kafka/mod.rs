@@ -58,9 +58,9 @@ use crate::{
     local::DEFAULT_MAX_RECORD_BYTES, partition_for,
 };
 
-/// How [`KafkaLog`] reaches its broker and topic. Deserializable (every field has a default), so
-/// a binary can take it from its config file as it is.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+/// How [`KafkaLog`] reaches its broker and topic. (De)serializable, every field with a default,
+/// so a binary can take it from its config file as it is (unknown keys are refused).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// The bootstrap brokers, `host:port[,host:port…]`. Default `127.0.0.1:9092`.
@@ -170,6 +170,7 @@ impl KafkaLog {
     /// partitions (one metadata request, bounded by `request_timeout_ms`).
     pub async fn connect(config: KafkaConfig) -> Result<KafkaLog, KafkaConnectError> {
         validate(&config)?;
+        describe_metrics();
         let producer = Arc::new(create_producer(&config).map_err(KafkaConnectError::Client)?);
         let config = Arc::new(config);
         let (checked, checked_config) = (Arc::clone(&producer), Arc::clone(&config));
@@ -430,6 +431,19 @@ fn high_watermarks<C: ClientContext>(
         })
         .collect::<Result<_, _>>()?;
     Ok(LogPosition::from_offsets(offsets))
+}
+
+/// Describes this backend's metrics to the installed recorder.
+fn describe_metrics() {
+    metrics::describe_histogram!(
+        "ddns_log_append_seconds",
+        metrics::Unit::Seconds,
+        "Time from append to durable acknowledgement"
+    );
+    metrics::describe_counter!(
+        "ddns_log_kafka_producer_rebuilds_total",
+        "Kafka producers replaced after a fatal error"
+    );
 }
 
 /// A partition number as Kafka's API takes it (validated to fit by [`validate`]).
