@@ -228,8 +228,8 @@ impl KafkaLog {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, ?code, %reason,
-                    "Kafka producer failed fatally and a new one could not be created; the next failed append retries");
+                // The next append fails on the old producer and tries again.
+                tracing::error!(%error, ?code, %reason, "Kafka producer failed, not replaced");
             }
         }
     }
