@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing ddnsd needs, idempotently: Debian packages (only those
-# missing, so a set-up machine runs no apt at all), a Rust toolchain check, and the tansu broker
-# KafkaLog's tests run against (built once into ~/.cache/ddnsd-tools, outside the clone).
+# Installs what building ddnsd needs, idempotently: Debian packages (only those missing, so a
+# set-up machine runs no apt at all) and a Rust toolchain check. The tests also need the tansu
+# broker, which scripts/test.sh installs (running the server does not need it).
 set -euo pipefail
 
 packages=(
@@ -31,4 +31,3 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-bash "$(dirname "$0")/tansu.sh" install

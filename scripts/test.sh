@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# KafkaLog's tests run against a real broker: built once (~17 min) into ~/.cache/ddnsd-tools.
+bash scripts/tansu.sh install
 source scripts/env.sh
 started=$SECONDS
 cargo fmt --all --check
