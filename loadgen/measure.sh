@@ -9,6 +9,7 @@
 # ($WORK, default under /var/tmp), so every acknowledged write is really fsync'd; the server
 # allows 911-free traffic from 127.0.0.1 but keeps its default per-device quota.
 #
+# FLEET_ARGS adds flags to fleet1m's loadgen (e.g. "--threads 2 --connections 512").
 # NICE=-10 runs the server and the loadgen at that priority: on a machine that is also
 # compiling, the figures then show ddnsd rather than the scheduler's share for it.
 set -euo pipefail
@@ -100,8 +101,9 @@ for run in "${runs[@]}"; do
     fleet1m)
         # After surge1m on the same server (run both: `measure.sh surge1m fleet1m`).
         [ -n "$server_pid" ] || { echo "fleet1m follows surge1m"; exit 1; }
+        # shellcheck disable=SC2086 # FLEET_ARGS: extra flags, word-split on purpose.
         loadgen fleet1m --devices 1000000 --registered --poll-interval 60s --duration 180s \
-            --connections 256 --verify 100000
+            --connections 256 --verify 100000 ${FLEET_ARGS:-}
         ;;
     *)
         echo "unknown run $run"

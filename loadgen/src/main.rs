@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// request's due time, update-to-DNS propagation, and a final check of DNS against every
 /// acknowledged reply.
 #[derive(Parser, Debug)]
-#[command(name = "ddns-loadgen", version)]
+#[command(name = "ddns-loadgen", version, args_override_self = true)]
 struct Args {
     /// The device API (host:port).
     #[arg(long, default_value = "127.0.0.1:8080")]
