@@ -25,9 +25,10 @@ set -euo pipefail
 N="${N:-1000000}"
 DUR="${DUR:-20}"
 WORKERS="${WORKERS:-$(nproc)}"
-# dnsperf: one thread (on two cores it needs most of one), 16 sockets so SO_REUSEPORT spreads
-# clients over every server worker, 500 queries in flight so no server waits on the client.
-THREADS="${THREADS:-1}"
+# dnsperf: two threads (one thread tops out near 140k queries/s on this kind of machine, and all
+# three servers then tie at that cap), 16 sockets so SO_REUSEPORT spreads clients over every
+# server worker, 500 queries in flight so no server waits on the client.
+THREADS="${THREADS:-2}"
 CLIENTS="${CLIENTS:-16}"
 OUTSTANDING="${OUTSTANDING:-500}"
 QUERIES="${QUERIES:-1000000}"
@@ -40,6 +41,8 @@ source scripts/env.sh
 export PATH="$PATH:/usr/sbin:/sbin"
 
 log() { printf '%s compare-dns: %s\n' "$(date +%T)" "$*" >&2; }
+# Other work on the machine takes cores from the server and dnsperf alike: say so in the report.
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 
 # --- peers from Debian, only if missing ------------------------------------------------------
 missing=()
@@ -79,8 +82,18 @@ stop_tree() {
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
 }
+# Runs a command in the background and waits for it: bash runs a trap only between commands, so
+# a signal now stops the script at once rather than after the command.
+CURRENT=""
+run() {
+    "$@" &
+    CURRENT=$!
+    wait "$CURRENT"
+    CURRENT=""
+}
 cleanup() {
     local pid
+    [[ -n "$CURRENT" ]] && stop_tree "$CURRENT"
     for pid in "${STARTED[@]}"; do stop_tree "$pid"; done
     if [[ "${KEEP:-0}" == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
@@ -129,9 +142,6 @@ free_port() {
     return 1
 }
 
-# Other work on the machine takes cores from the server and dnsperf alike: say so in the report.
-LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
-
 # --- zone and queries ------------------------------------------------------------------------
 log "generating a zone of $N names and $QUERIES queries"
 {
@@ -170,10 +180,10 @@ declare -A QPS LATENCY LOST CPU RSS PSS
 measure() {
     local name=$1 pid=$2 port=$3 before after completed
     log "$name: warming up, then dnsperf for ${DUR}s"
-    dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -l 2 -c "$CLIENTS" -q "$OUTSTANDING" \
-        -T "$THREADS" >/dev/null 2>&1 || true
+    run timeout 60 dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -l 2 -c "$CLIENTS" \
+        -q "$OUTSTANDING" -T "$THREADS" >/dev/null 2>&1 || true
     before=$(cpu_ticks "$pid")
-    timeout $((DUR + 60)) dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -l "$DUR" \
+    run timeout $((DUR + 60)) dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries" -l "$DUR" \
         -c "$CLIENTS" -q "$OUTSTANDING" -T "$THREADS" >"$WORK/dnsperf.$name" 2>&1
     after=$(cpu_ticks "$pid")
     completed=$(awk '/Queries completed:/ {print $3}' "$WORK/dnsperf.$name")
@@ -190,7 +200,7 @@ measure() {
 # --- ddnsd -----------------------------------------------------------------------------------
 port=$(free_port)
 log "ddnsd: importing the zone"
-timeout "$READY_TIMEOUT" "$DDNSD" import "$WORK/$ZONE.zone" --data-dir "$WORK/ddnsd" \
+run timeout "$READY_TIMEOUT" "$DDNSD" import "$WORK/$ZONE.zone" --data-dir "$WORK/ddnsd" \
     >"$WORK/ddnsd-import.log" 2>&1
 DDNSD_LOG=warn DDNS_DNS_UDP_WORKERS="$WORKERS" "$DDNSD" serve --data-dir "$WORK/ddnsd" \
     --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 >"$WORK/ddnsd.log" 2>&1 &
