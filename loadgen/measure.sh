@@ -9,7 +9,7 @@
 # ($WORK, default under /var/tmp), so every acknowledged write is really fsync'd; the server
 # allows 911-free traffic from 127.0.0.1 but keeps its default per-device quota.
 #
-# FLEET_ARGS adds flags to fleet1m's loadgen (e.g. "--threads 2 --connections 512").
+# FLEET_ARGS adds flags to fleet1m's loadgen (e.g. "--threads 1 --connections 256").
 # NICE=-10 runs the server and the loadgen at that priority: on a machine that is also
 # compiling, the figures then show ddnsd rather than the scheduler's share for it.
 set -euo pipefail
@@ -84,26 +84,28 @@ for run in "${runs[@]}"; do
     case "$run" in
     steady30k)
         start_server 30k
-        loadgen steady30k --devices 30000 --poll-interval 300s --speedup 60 --duration 60s
+        loadgen steady30k --devices 30000 --poll-interval 300s --speedup 60 --duration 60s \
+            --threads 1
         ;;
     churn30k)
         start_server 30k-churn
         loadgen churn30k --devices 30000 --scenario churn --churn 0.05 --reboot 0.01 \
-            --poll-interval 300s --speedup 60 --duration 60s --verify all
+            --poll-interval 300s --speedup 60 --duration 60s --verify all --threads 1
         ;;
     surge1m)
         start_server 1m
         # Only the surge is scheduled (polls would start 60 s after each add); the drain gets
         # --timeout to send and finish whatever the server has not caught up with.
         loadgen surge1m --devices 1000000 --scenario surge --surge-window 60s \
-            --poll-interval 60s --duration 60s --timeout 60s --connections 256 --verify all
+            --poll-interval 60s --duration 60s --timeout 60s --connections 256 --verify all \
+            --threads 1
         ;;
     fleet1m)
         # After surge1m on the same server (run both: `measure.sh surge1m fleet1m`).
         [ -n "$server_pid" ] || { echo "fleet1m follows surge1m"; exit 1; }
         # shellcheck disable=SC2086 # FLEET_ARGS: extra flags, word-split on purpose.
         loadgen fleet1m --devices 1000000 --registered --poll-interval 60s --duration 180s \
-            --connections 256 --verify 100000 ${FLEET_ARGS:-}
+            --threads 2 --connections 512 --verify 100000 ${FLEET_ARGS:-}
         ;;
     *)
         echo "unknown run $run"
