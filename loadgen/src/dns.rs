@@ -176,6 +176,9 @@ pub(crate) struct ProbeResults {
     pub(crate) timeouts: u64,
     /// Queries answered with something other than the new address (asked again).
     pub(crate) stale_answers: u64,
+    /// Reply read → first query sent, µs: the loadgen's own share of each propagation figure
+    /// (the hand-over from the worker to the prober's thread).
+    pub(crate) handover: Histogram<u64>,
 }
 
 struct Probe {
@@ -204,6 +207,7 @@ pub(crate) async fn run_prober(
         histogram: new_histogram(),
         timeouts: 0,
         stale_answers: 0,
+        handover: new_histogram(),
     };
     let mut in_flight: HashMap<u16, Probe> = HashMap::new();
     let mut ids = Ids(0);
@@ -216,9 +220,14 @@ pub(crate) async fn run_prober(
         tokio::select! {
             request = probes.recv(), if open => match request {
                 Some(request) if in_flight.len() < PROBES_IN_FLIGHT_MAX => {
+                    let now = Instant::now();
+                    let handover = now.saturating_duration_since(request.acked_at).as_micros();
+                    results
+                        .handover
+                        .saturating_record(u64::try_from(handover).unwrap_or(u64::MAX).max(1));
                     let probe = Probe {
                         request,
-                        sent_at: Instant::now(),
+                        sent_at: now,
                         immediate_retries: 0,
                         retry_at_tick: false,
                     };
@@ -502,6 +511,7 @@ mod tests {
         drop(send);
         let results = prober.await.expect("joins").expect("runs");
         assert_eq!(results.histogram.len(), 1);
+        assert_eq!(results.handover.len(), 2);
         assert!(results.histogram.max() < 300_000);
         assert_eq!(results.timeouts, 1);
         assert!(results.stale_answers >= IMMEDIATE_RETRIES_MAX.into());

@@ -97,6 +97,8 @@ pub struct Propagation {
     pub timeouts: u64,
     /// Answers that still showed something else (each was asked again).
     pub stale_answers: u64,
+    /// Reply read → first query sent: the loadgen's own part of the figures above.
+    pub handover: Latency,
 }
 
 /// What the schedule did, and how well the loadgen kept up.
@@ -224,12 +226,15 @@ impl fmt::Display for Report {
         let p = &self.propagation;
         writeln!(
             out,
-            "propagation (reply → DNS answer, {} samples): p50 {} ms, p99 {} ms, max {} ms; timeouts {}",
+            "propagation (reply → DNS answer, {} samples): p50 {} ms, p99 {} ms, max {} ms; \
+             timeouts {}; of which hand-over to the prober p50 {} ms, p99 {} ms",
             p.latency.count,
             ms(p.latency.p50_us),
             ms(p.latency.p99_us),
             ms(p.latency.max_us),
-            p.timeouts
+            p.timeouts,
+            ms(p.handover.p50_us),
+            ms(p.handover.p99_us),
         )?;
         let s = &self.schedule;
         writeln!(

@@ -498,6 +498,7 @@ pub async fn run_with<T: Transport>(
             latency: Latency::of(&p.histogram),
             timeouts: p.timeouts,
             stale_answers: p.stale_answers,
+            handover: Latency::of(&p.handover),
         }),
         schedule: ScheduleReport {
             wait: Latency::of(&stats.wait),
