@@ -4,24 +4,12 @@
 
 mod common;
 
+use common::query;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// `name`/`qtype` as a plain query with `id`.
-fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    bytes[..2].copy_from_slice(&id.to_be_bytes());
-    for label in name.split('.') {
-        bytes.push(label.len() as u8);
-        bytes.extend_from_slice(label.as_bytes());
-    }
-    bytes.push(0);
-    bytes.extend_from_slice(&qtype.to_be_bytes());
-    bytes.extend_from_slice(&[0, 1]);
-    bytes
-}
 
 /// A metrics recorder that keeps `ddns_dns_queries_total` by `rcode`.
 #[derive(Clone, Default)]

@@ -3,25 +3,13 @@
 
 mod common;
 
+use common::query;
+
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use ddns_dns::DnsServer;
-
-/// `name`/`qtype` as a plain query with `id`.
-fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
-    let mut bytes = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    bytes[..2].copy_from_slice(&id.to_be_bytes());
-    for label in name.split('.') {
-        bytes.push(label.len() as u8);
-        bytes.extend_from_slice(label.as_bytes());
-    }
-    bytes.push(0);
-    bytes.extend_from_slice(&qtype.to_be_bytes());
-    bytes.extend_from_slice(&[0, 1]);
-    bytes
-}
 
 /// (id, RCODE, ANCOUNT) of a reply.
 fn summary(reply: &[u8]) -> (u16, u8, u16) {

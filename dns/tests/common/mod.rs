@@ -175,3 +175,17 @@ pub async fn udp_exchange(
         Err(_) => None,
     }
 }
+
+/// `name`/`qtype` as a plain query with `id`.
+pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    bytes[..2].copy_from_slice(&id.to_be_bytes());
+    for label in name.split('.') {
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label.as_bytes());
+    }
+    bytes.push(0);
+    bytes.extend_from_slice(&qtype.to_be_bytes());
+    bytes.extend_from_slice(&[0, 1]);
+    bytes
+}
