@@ -202,7 +202,7 @@ port=$(free_port)
 log "ddnsd: importing the zone"
 run timeout "$READY_TIMEOUT" "$DDNSD" import "$WORK/$ZONE.zone" --data-dir "$WORK/ddnsd" \
     >"$WORK/ddnsd-import.log" 2>&1
-DDNSD_LOG=warn DDNS_DNS_UDP_WORKERS="$WORKERS" "$DDNSD" serve --data-dir "$WORK/ddnsd" \
+RUST_LOG=warn DDNS_DNS_UDP_WORKERS="$WORKERS" "$DDNSD" serve --data-dir "$WORK/ddnsd" \
     --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 >"$WORK/ddnsd.log" 2>&1 &
 pid=$!
 STARTED+=("$pid")

@@ -48,7 +48,7 @@ start_server() {
     stop_server
     local data="$work/data-$1" log="$work/server-$1.log"
     rm -rf "$data"
-    DDNSD_LOG=warn,ddnsd=info "${prio[@]}" "$bin/ddnsd" serve --config "$work/ddnsd.toml" --data-dir "$data" \
+    RUST_LOG=warn,ddnsd=info "${prio[@]}" "$bin/ddnsd" serve --config "$work/ddnsd.toml" --data-dir "$data" \
         --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 2>"$log" &
     server_pid=$!
     for _ in $(seq 1 600); do

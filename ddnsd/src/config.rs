@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ddns_ingest::{IngestConfig, VendorConfig, VendorKey};
+use ddns_log::KafkaConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,13 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the log, the snapshot and generated keys live.
     pub data_dir: PathBuf,
+    /// What this node serves.
+    pub role: Role,
+    /// Which log holds the events.
+    pub log: LogKind,
+    /// The Kafka topic, when `log = "kafka"`.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
     /// The device API's address.
     pub http_listen: SocketAddr,
     /// The DNS server's address (UDP and TCP).
@@ -34,6 +42,41 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Device vendors. A vendor without keys gets one generated in the data dir on first start.
     pub vendors: Vec<VendorFile>,
+}
+
+/// What a node serves. Every role runs a projector: DNS answers from it, and ingest learns from
+/// it the outcome of each event it appended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The device API and DNS.
+    #[default]
+    All,
+    /// The device API only (no DNS listener).
+    Ingest,
+    /// DNS only (no device API).
+    Dns,
+}
+
+impl Role {
+    pub fn serves_http(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+
+    pub fn serves_dns(self) -> bool {
+        matches!(self, Role::All | Role::Dns)
+    }
+}
+
+/// Where events are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogKind {
+    /// The embedded log in `<data_dir>/log`: one node.
+    #[default]
+    Local,
+    /// A Kafka topic (`[kafka]`): many ingest and DNS nodes share it.
+    Kafka,
 }
 
 /// A vendor as written in the config file: keys are optional there.
@@ -67,6 +110,8 @@ pub struct KeyFile {
 #[derive(Serialize)]
 struct Defaults {
     data_dir: &'static str,
+    role: Role,
+    log: LogKind,
     http_listen: &'static str,
     dns_listen: &'static str,
     ttl_secs: u32,
@@ -77,6 +122,8 @@ impl Default for Defaults {
     fn default() -> Defaults {
         Defaults {
             data_dir: "./data",
+            role: Role::All,
+            log: LogKind::Local,
             http_listen: "127.0.0.1:8080",
             dns_listen: "127.0.0.1:5353",
             ttl_secs: 60,
@@ -96,6 +143,8 @@ impl Default for Defaults {
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,8 +2,8 @@
 //! BIND, NSD or Knot. The whole file is read and checked first, so a bad line appends nothing;
 //! then every A/AAAA record becomes a `HostImport` event, appended by many concurrent writers so
 //! that group commit shares each fsync among hundreds of them. The server folds them on its
-//! next start (import writes to the log directly, so the server must be stopped: the log's
-//! lock says so if it is not).
+//! next start (with the embedded log, import writes to the log directly, so the server must be
+//! stopped: the log's lock says so if it is not; on Kafka, running nodes fold them at once).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -14,7 +14,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use ddns_core::{Event, EventBody, EventId, Fqdn, ZoneFileReader, encode_event};
-use ddns_log::{EventLog, LocalLog, LocalLogConfig};
 
 use crate::config::Config;
 
@@ -74,15 +73,7 @@ pub async fn import(config: &Config, file: &Path, origin: Option<&str>) -> anyho
     }
     let parsed = started.elapsed();
 
-    let log_dir = config.data_dir.join("log");
-    let log: Arc<dyn EventLog> = Arc::new(
-        LocalLog::open(&log_dir, LocalLogConfig::default()).with_context(|| {
-            format!(
-                "opening the log in {} (is the server running?)",
-                log_dir.display()
-            )
-        })?,
-    );
+    let log = crate::eventlog::open(config).await?;
     let payloads = Arc::new(payloads);
     let mut writers = tokio::task::JoinSet::new();
     for writer in 0..WRITERS {

@@ -1,10 +1,11 @@
 //! `ddnsd`: the dynamic DNS server suite's binary.
 //!
-//! - `ddnsd serve`: device API + embedded log + projector + DNS in one process.
+//! - `ddnsd serve`: device API + log + projector + DNS in one process (`--role` picks a part).
 //! - `ddnsd cipher --mac MAC`: seals a device credential (the seed's cipher.aspx).
 //! - `ddnsd import FILE`: loads a zone file's A/AAAA records into the log.
 
 mod config;
+mod eventlog;
 mod import;
 mod serve;
 
@@ -44,8 +45,12 @@ enum Command {
         /// Prometheus metrics address (serves /metrics) [default: off].
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// What this node serves [default: all].
+        #[arg(long, value_enum)]
+        role: Option<config::Role>,
     },
-    /// Loads the A and AAAA records of a zone file into the log (run it with the server stopped).
+    /// Loads the A and AAAA records of a zone file into the log (with the embedded log, run it
+    /// with the server stopped).
     Import {
         #[command(flatten)]
         common: Common,
@@ -85,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DDNSD_LOG")
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
                 .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn".into()),
         )
         .with_writer(std::io::stderr)
@@ -97,9 +102,11 @@ fn main() -> anyhow::Result<()> {
             http_listen,
             dns_listen,
             metrics_listen,
+            role,
         } => {
             let overrides = Overrides {
                 data_dir: common.data_dir,
+                role,
                 http_listen,
                 dns_listen,
                 metrics_listen,

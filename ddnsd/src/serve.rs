@@ -1,4 +1,4 @@
-//! `ddnsd serve`: wires the embedded log, the projector, the device API and DNS together.
+//! `ddnsd serve`: wires the log, the projector, the device API and DNS together, as the role says.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +8,11 @@ use anyhow::Context;
 use ddns_core::{Fqdn, LiveZone, ZoneApex};
 use ddns_dns::DnsServer;
 use ddns_ingest::DeviceApi;
-use ddns_log::{EventLog, LocalLog, LocalLogConfig};
-use ddns_projector::Projector;
+use ddns_log::EventLog;
+use ddns_projector::{Projector, ProjectorView};
 
 use crate::config::Config;
+use crate::eventlog;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -19,43 +20,79 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let vendors = config.vendors_with_keys()?;
     let zone = Arc::new(LiveZone::new(apexes(&config)?));
 
-    let log_dir = config.data_dir.join("log");
-    let log: Arc<dyn EventLog> = Arc::new(
-        LocalLog::open(&log_dir, LocalLogConfig::default())
-            .with_context(|| format!("opening the log in {}", log_dir.display()))?,
-    );
+    let log = eventlog::open(&config).await?;
     let snapshot_dir = config.data_dir.join("snapshot");
-    let projector = Projector::open(&snapshot_dir, zone.clone())
+    let projector = Projector::open(&snapshot_dir, zone.clone(), log.clone())
         .with_context(|| format!("opening the snapshot in {}", snapshot_dir.display()))?;
     let view = projector.view();
-    let mut projector_task = tokio::spawn(projector.run(log.clone()));
+    let mut projector_task = tokio::spawn(projector.run());
 
-    // Serve only once the tail of the log is folded: answers must reflect every acknowledged update.
+    // Serve only once the log is folded up to its end as of now: answers and replies must
+    // reflect every update acknowledged before this node started.
     let end = log.end().await.context("reading the log's end")?;
     tokio::select! {
         () = view.wait_applied(&end) => {}
         stopped = &mut projector_task => return Err(projector_stopped(stopped)),
     }
 
-    let api = Arc::new(DeviceApi::new(
-        &config.ingest,
-        &vendors,
-        log.clone(),
-        view.clone(),
-    )?);
-    let http = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
-    let http_addr = http.local_addr()?;
-    let dns = DnsServer::bind(config.dns_listen, zone.clone())
-        .await
-        .with_context(|| format!("binding DNS on {}", config.dns_listen))?;
-    let dns_addr = dns.local_addr();
+    let dns = match config.role.serves_dns() {
+        true => Some(
+            DnsServer::bind(config.dns_listen, zone.clone())
+                .await
+                .with_context(|| format!("binding DNS on {}", config.dns_listen))?,
+        ),
+        false => None,
+    };
+    let http = match config.role.serves_http() {
+        true => Some(serve_device_api(&config, &vendors, log.clone(), view.clone()).await?),
+        false => None,
+    };
     let metrics_addr = match config.metrics_listen {
         Some(addr) => Some(serve_metrics(addr).await?),
         None => None,
     };
 
+    // One line that names the bound addresses: scripts and tests wait for it.
+    let mut bound = String::new();
+    if let Some((addr, _)) = &http {
+        bound.push_str(&format!(" http={addr}"));
+    }
+    if let Some(dns) = &dns {
+        bound.push_str(&format!(" dns={}", dns.local_addr()));
+    }
+    tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), "ddnsd ready:{bound}");
+
+    let result = match http {
+        Some((_, mut http_task)) => tokio::select! {
+            served = &mut http_task => served.context("HTTP task").and_then(|r| r.context("HTTP server")),
+            stopped = &mut projector_task => Err(projector_stopped(stopped)),
+        },
+        None => tokio::select! {
+            () = shutdown_signal() => Ok(()),
+            stopped = &mut projector_task => Err(projector_stopped(stopped)),
+        },
+    };
+    if let Some(dns) = dns {
+        dns.shutdown().await;
+    }
+    tracing::info!("ddnsd stopped");
+    result
+}
+
+type HttpTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Binds the device API and serves it until a shutdown signal; prunes its caches every minute.
+async fn serve_device_api(
+    config: &Config,
+    vendors: &[ddns_ingest::VendorConfig],
+    log: Arc<dyn EventLog>,
+    view: ProjectorView,
+) -> anyhow::Result<(SocketAddr, HttpTask)> {
+    let api = Arc::new(DeviceApi::new(&config.ingest, vendors, log, view)?);
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
+    let addr = listener.local_addr()?;
     let pruner = api.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -67,22 +104,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let router = api
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
-    let mut http_task = tokio::spawn(async move {
-        axum::serve(http, router)
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await
     });
-
-    // One line that names the bound addresses: scripts and tests wait for it.
-    tracing::info!(metrics = ?metrics_addr, hosts = zone.len(), "ddnsd ready: http={http_addr} dns={dns_addr}");
-
-    let result = tokio::select! {
-        served = &mut http_task => served.context("HTTP task").and_then(|r| r.context("HTTP server")),
-        stopped = &mut projector_task => Err(projector_stopped(stopped)),
-    };
-    dns.shutdown().await;
-    tracing::info!("ddnsd stopped");
-    result
+    Ok((addr, task))
 }
 
 /// The zones to serve: each vendor's, once.

@@ -58,9 +58,10 @@ async fn harness_with(config: IngestConfig, log: Arc<dyn EventLog>) -> Harness {
     let apexes = ["dyn.example", "fresh.example"]
         .map(|z| ZoneApex::with_defaults(Fqdn::parse(z).expect("valid"), 60))
         .to_vec();
-    let projector = Projector::open(dir.path(), Arc::new(LiveZone::new(apexes))).expect("opens");
+    let projector =
+        Projector::open(dir.path(), Arc::new(LiveZone::new(apexes)), log.clone()).expect("opens");
     let view = projector.view();
-    tokio::spawn(projector.run(log.clone()));
+    tokio::spawn(projector.run());
     let api =
         Arc::new(DeviceApi::new(&config, &vendors(), log, view.clone()).expect("valid config"));
     let peer: SocketAddr = PEER.parse().expect("valid");
@@ -553,6 +554,9 @@ struct BrokenLog(MemLog);
 impl EventLog for BrokenLog {
     fn partitions(&self) -> u32 {
         1
+    }
+    fn identity(&self) -> &str {
+        self.0.identity()
     }
     async fn append(&self, _key: &[u8], _payload: Bytes) -> Result<Appended, AppendError> {
         Err(AppendError::Closed)

@@ -58,6 +58,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// How many partitions the log has (at least 1).
     fn partitions(&self) -> u32;
 
+    /// What names this log among all logs: positions taken from one log mean nothing in
+    /// another, so whoever stores a position (the projector's snapshot) stores this beside it and
+    /// refuses to resume against a different log. Stable across restarts and reconnects.
+    fn identity(&self) -> &str;
+
     /// Appends a record to partition `partition_for(key, self.partitions())`.
     ///
     /// Returns only once the record is durable (on disk and fsync'd, or acknowledged by every

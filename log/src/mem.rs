@@ -1,5 +1,6 @@
 //! [`MemLog`]: the log in memory, for tests.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -9,6 +10,9 @@ use crate::{
     AppendError, Appended, EventLog, LogPosition, LogReader, LogRecord, ReadError,
     api::check_start, local::DEFAULT_MAX_RECORD_BYTES, partition_for,
 };
+
+/// Numbers each [`MemLog`] of this process, for its identity.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// An in-memory [`EventLog`] with any number of partitions, for tests.
 ///
@@ -25,6 +29,8 @@ pub struct MemLog {
 
 #[derive(Debug)]
 struct Inner {
+    /// `mem:N`, N counting the logs this process created.
+    identity: String,
     /// Records per partition; a record's offset is its index.
     partitions: Mutex<Vec<Vec<(Bytes, Bytes)>>>,
     /// Bumped after every append, so waiting readers look again.
@@ -56,6 +62,7 @@ impl MemLog {
         let (appended, _) = watch::channel(0);
         MemLog {
             inner: Arc::new(Inner {
+                identity: format!("mem:{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
                 partitions: Mutex::new(vec![Vec::new(); partitions as usize]),
                 appended,
             }),
@@ -67,6 +74,10 @@ impl MemLog {
 impl EventLog for MemLog {
     fn partitions(&self) -> u32 {
         u32::try_from(self.inner.lock().len()).expect("created with a u32 partition count")
+    }
+
+    fn identity(&self) -> &str {
+        &self.inner.identity
     }
 
     async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {

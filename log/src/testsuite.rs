@@ -365,6 +365,25 @@ pub async fn reopen_keeps_everything(factory: &dyn LogFactory) {
     assert!(records.iter().any(|r| r.payload == "after reopen"));
 }
 
+/// Each store has its own identity, which survives reopening: a position stored beside it can
+/// tell which log it belongs to.
+pub async fn identity_names_the_store(factory: &dyn LogFactory) {
+    let (store, log) = open_new(factory, 1).await;
+    let (_other_store, other) = open_new(factory, 1).await;
+    let identity = log.identity().to_owned();
+    assert!(!identity.is_empty(), "an identity is never empty");
+    assert_ne!(identity, other.identity(), "two stores, two identities");
+    if factory.persistent() {
+        append(&*log, "k", "v").await;
+        drop(log);
+        assert_eq!(
+            store.open().await.identity(),
+            identity,
+            "reopened, same identity"
+        );
+    }
+}
+
 /// A reader can't start past the end: that would silently skip records.
 pub async fn reader_past_end_is_out_of_range(factory: &dyn LogFactory) {
     let (_store, log) = open_new(factory, 1).await;
@@ -485,6 +504,7 @@ macro_rules! event_log_testsuite {
             per_partition_order,
             appends_go_to_partition_for,
             reopen_keeps_everything,
+            identity_names_the_store,
             reader_past_end_is_out_of_range,
             next_batch_respects_max,
             readers_are_independent,

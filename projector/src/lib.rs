@@ -15,6 +15,7 @@ mod view;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ddns_core::{DeviceId, LiveZone, State, decode_event};
 use ddns_log::{EventLog, LogPosition, ReadError};
@@ -27,6 +28,8 @@ use view::Shared;
 
 /// Records per batch: one RocksDB write and one wake-up of waiters per batch.
 const BATCH_RECORDS: usize = 1024;
+/// How often the lag gauge asks the log for its end (a round trip per partition on Kafka).
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the projector stopped.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +55,22 @@ pub struct ProjectorStats {
 /// Folds the log into the snapshot and the live zone. Created by [`Projector::open`], driven
 /// by [`Projector::run`].
 pub struct Projector {
+    log: Arc<dyn EventLog>,
     snapshot: Snapshot,
     shared: Arc<Shared>,
     position: LogPosition,
 }
 
 impl Projector {
-    /// Opens (or creates) the snapshot in `dir` and loads it into `zone` and the state.
-    pub fn open(dir: &Path, zone: Arc<LiveZone>) -> Result<Projector, ProjectorError> {
+    /// Opens (or creates) the snapshot of `log` in `dir` and loads it into `zone` and the
+    /// state. Fails with [`SnapshotError::OtherLog`] if the snapshot was folded from another log.
+    pub fn open(
+        dir: &Path,
+        zone: Arc<LiveZone>,
+        log: Arc<dyn EventLog>,
+    ) -> Result<Projector, ProjectorError> {
         let snapshot = Snapshot::open(dir)?;
+        snapshot.bind_to_log(log.identity())?;
         let mut state = State::new();
         state.reserve(snapshot.estimated_devices());
         let position = snapshot.load(|id, device| {
@@ -72,6 +82,7 @@ impl Projector {
         tracing::info!(devices = state.len(), position = ?position.offsets(), "snapshot loaded");
         let shared = Arc::new(Shared::new(state, zone, position.clone()));
         Ok(Projector {
+            log,
             snapshot,
             shared,
             position,
@@ -88,15 +99,19 @@ impl Projector {
         &self.position
     }
 
-    /// Tails `log` forever, folding each batch; returns only on error.
-    pub async fn run(mut self, log: Arc<dyn EventLog>) -> Result<(), ProjectorError> {
-        let mut reader = log.reader(&self.position).await?;
+    /// Tails the log forever, folding each batch; returns only on error.
+    pub async fn run(mut self) -> Result<(), ProjectorError> {
+        let mut reader = self.log.reader(&self.position).await?;
+        let mut lag_measured = Instant::now() - LAG_INTERVAL;
         loop {
             let batch = reader.next_batch(BATCH_RECORDS).await?;
             self.apply_batch(&batch)?;
-            let end = log.end().await?;
-            let lag = end.total().saturating_sub(self.position.total());
-            metrics::gauge!("ddns_projector_lag_events").set(lag as f64);
+            if lag_measured.elapsed() >= LAG_INTERVAL {
+                lag_measured = Instant::now();
+                let end = self.log.end().await?;
+                let lag = end.total().saturating_sub(self.position.total());
+                metrics::gauge!("ddns_projector_lag_events").set(lag as f64);
+            }
         }
     }
 

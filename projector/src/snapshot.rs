@@ -2,7 +2,8 @@
 //!
 //! Keys:
 //! - `d` vendor `\0` mac → a device record (`ddns_core::encode_device`);
-//! - `p` → the log position the devices reflect (`LogPosition::encode`).
+//! - `p` → the log position the devices reflect (`LogPosition::encode`);
+//! - `i` → the identity of the log that position is in (`EventLog::identity`).
 //!
 //! Invariant: every write puts the changed devices and the position in one `WriteBatch`, so
 //! the stored devices are always exactly the fold of the log up to the stored position.
@@ -15,6 +16,7 @@ use rocksdb::{DB, IteratorMode, Options, WriteBatch};
 
 const DEVICE_PREFIX: u8 = b'd';
 const POSITION_KEY: &[u8] = b"p";
+const LOG_IDENTITY_KEY: &[u8] = b"i";
 
 /// Why the snapshot could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,17 @@ pub enum SnapshotError {
     /// A device could not be encoded.
     #[error("encoding a device: {0}")]
     Encode(#[from] ddns_core::EncodeError),
+    /// The snapshot was folded from another log: its position means nothing in this one.
+    #[error(
+        "the snapshot was built from log {snapshot:?}, not from the configured log {log:?}: \
+         point the node at its own log, or delete the snapshot directory to rebuild it from this one"
+    )]
+    OtherLog {
+        /// The identity stored in the snapshot.
+        snapshot: String,
+        /// The identity of the log it was opened with.
+        log: String,
+    },
 }
 
 pub(crate) struct Snapshot {
@@ -50,6 +63,20 @@ impl Snapshot {
         Ok(Snapshot {
             db: DB::open(&options, dir)?,
         })
+    }
+
+    /// Binds the snapshot to the log `identity`: records it in a new snapshot, and refuses a
+    /// snapshot recorded with another. (A snapshot from before identities were recorded adopts
+    /// the first log it is opened with.)
+    pub(crate) fn bind_to_log(&self, identity: &str) -> Result<(), SnapshotError> {
+        match self.db.get(LOG_IDENTITY_KEY)? {
+            Some(stored) if stored == identity.as_bytes() => Ok(()),
+            Some(stored) => Err(SnapshotError::OtherLog {
+                snapshot: String::from_utf8_lossy(&stored).into_owned(),
+                log: identity.to_owned(),
+            }),
+            None => Ok(self.db.put(LOG_IDENTITY_KEY, identity)?),
+        }
     }
 
     /// About how many devices the snapshot holds (RocksDB's estimate), to size memory up front.

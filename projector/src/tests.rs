@@ -61,9 +61,9 @@ async fn outcomes_reach_the_requester_and_the_zone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
     let zone = zone();
-    let projector = Projector::open(dir.path(), zone.clone()).expect("opens");
+    let projector = Projector::open(dir.path(), zone.clone(), log.clone()).expect("opens");
     let view = projector.view();
-    tokio::spawn(projector.run(log.clone()));
+    tokio::spawn(projector.run());
 
     let fqdn = Fqdn::parse("cam.dyn.example").expect("valid");
     assert_eq!(
@@ -93,9 +93,9 @@ async fn outcomes_reach_the_requester_and_the_zone() {
 async fn racing_adds_for_one_name_get_one_winner() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
-    let projector = Projector::open(dir.path(), zone()).expect("opens");
+    let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
     let view = projector.view();
-    tokio::spawn(projector.run(log.clone()));
+    tokio::spawn(projector.run());
     let mut tasks = Vec::new();
     for i in 0..20u128 {
         let (view, log) = (view.clone(), log.clone());
@@ -121,9 +121,9 @@ async fn a_restart_loads_the_snapshot_and_replays_only_the_tail() {
     let log: Arc<dyn EventLog> =
         Arc::new(LocalLog::open(log_dir.path(), LocalLogConfig::default()).expect("log opens"));
     {
-        let projector = Projector::open(dir.path(), zone()).expect("opens");
+        let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
         let view = projector.view();
-        let task = tokio::spawn(projector.run(log.clone()));
+        let task = tokio::spawn(projector.run());
         for i in 0..50u128 {
             request(
                 &view,
@@ -144,11 +144,11 @@ async fn a_restart_loads_the_snapshot_and_replays_only_the_tail() {
         .await;
     }
     let zone = zone();
-    let projector = Projector::open(dir.path(), zone.clone()).expect("reopens");
+    let projector = Projector::open(dir.path(), zone.clone(), log.clone()).expect("reopens");
     assert_eq!(projector.position().offsets(), &[50]);
     assert_eq!(zone.len(), 50, "the snapshot alone restores the zone");
     let view = projector.view();
-    tokio::spawn(projector.run(log.clone()));
+    tokio::spawn(projector.run());
     let end = log.end().await.expect("end");
     tokio::time::timeout(Duration::from_secs(10), view.wait_applied(&end))
         .await
@@ -163,9 +163,9 @@ async fn an_undecodable_record_is_skipped_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
     let zone = zone();
-    let projector = Projector::open(dir.path(), zone.clone()).expect("opens");
+    let projector = Projector::open(dir.path(), zone.clone(), log.clone()).expect("opens");
     let view = projector.view();
-    tokio::spawn(projector.run(log.clone()));
+    tokio::spawn(projector.run());
     log.append(b"dyn.example", Bytes::from_static(b"\x01\x01garbage"))
         .await
         .expect("appended");
@@ -173,4 +173,32 @@ async fn an_undecodable_record_is_skipped_and_changes_nothing() {
     assert_eq!(view.stats().undecodable, 1);
     assert_eq!(zone.len(), 1);
     assert_eq!(view.applied().offsets(), &[2]);
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_log_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    {
+        let projector = Projector::open(dir.path(), zone(), first.clone()).expect("opens");
+        let view = projector.view();
+        let task = tokio::spawn(projector.run());
+        request(&view, &*first, &add(1, "A", "cam", "192.0.2.1")).await;
+        task.abort();
+        let _ = task.await;
+    }
+    let other: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    match Projector::open(dir.path(), zone(), other.clone()) {
+        Err(ProjectorError::Snapshot(SnapshotError::OtherLog { snapshot, log })) => {
+            assert_eq!(snapshot, first.identity());
+            assert_eq!(log, other.identity());
+        }
+        Err(error) => panic!("wrong error: {error}"),
+        Ok(_) => panic!("a snapshot of another log must be refused"),
+    }
+    // Refusing changed nothing: the snapshot still opens with its own log.
+    let zone = zone();
+    let projector = Projector::open(dir.path(), zone.clone(), first).expect("reopens");
+    assert_eq!(projector.position().offsets(), &[1]);
+    assert_eq!(zone.len(), 1);
 }

@@ -52,7 +52,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(data_dir)
-            .env("DDNSD_LOG", "info")
+            .env("RUST_LOG", "info")
             .env_remove("DDNSD_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

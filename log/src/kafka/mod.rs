@@ -151,6 +151,8 @@ type Producer = FutureProducer<LogContext>;
 /// reads.
 pub struct KafkaLog {
     config: Arc<KafkaConfig>,
+    /// `kafka:<cluster id>/<topic>`.
+    identity: String,
     /// The producer, replaced after a fatal error. Never held across an `.await`.
     producer: RwLock<Arc<Producer>>,
     /// How many times the producer was replaced.
@@ -174,10 +176,11 @@ impl KafkaLog {
         let producer = Arc::new(create_producer(&config).map_err(KafkaConnectError::Client)?);
         let config = Arc::new(config);
         let (checked, checked_config) = (Arc::clone(&producer), Arc::clone(&config));
-        tokio::task::spawn_blocking(move || check_topic(&checked, &checked_config))
+        let cluster = tokio::task::spawn_blocking(move || check_topic(&checked, &checked_config))
             .await
             .expect("the topic check does not panic")?;
         Ok(KafkaLog {
+            identity: format!("kafka:{cluster}/{}", config.topic),
             config,
             producer: RwLock::new(producer),
             rebuilds: AtomicU64::new(0),
@@ -254,6 +257,10 @@ impl KafkaLog {
 
 #[async_trait::async_trait]
 impl EventLog for KafkaLog {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
     fn partitions(&self) -> u32 {
         self.config.partitions
     }
@@ -376,7 +383,9 @@ fn create_producer(config: &KafkaConfig) -> Result<Producer, KafkaError> {
 }
 
 /// Checks that the topic exists with the configured partition count (blocking).
-fn check_topic(producer: &Producer, config: &KafkaConfig) -> Result<(), KafkaConnectError> {
+///
+/// Returns the cluster id (`-` if the broker has none), which with the topic names the log.
+fn check_topic(producer: &Producer, config: &KafkaConfig) -> Result<String, KafkaConnectError> {
     use rdkafka::producer::Producer as _;
     let metadata = producer
         .client()
@@ -409,7 +418,10 @@ fn check_topic(producer: &Producer, config: &KafkaConfig) -> Result<(), KafkaCon
             actual,
         });
     }
-    Ok(())
+    let cluster = producer
+        .client()
+        .fetch_cluster_id(Duration::from_millis(config.request_timeout_ms));
+    Ok(cluster.unwrap_or_else(|| "-".to_owned()))
 }
 
 /// The high watermark of every partition (blocking; one request per partition).

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! <dir>/LOCK                          flock(2)ed while a LocalLog has the directory open
+//! <dir>/ID                            `local:` + 32 random hex digits, written when the log is
+//!                                     created: the log's identity (`EventLog::identity`)
 //! <dir>/00000000000000000000.log      segment: records 0 ..
 //! <dir>/00000000000000052113.log      segment: records 52113 .. (named by its first offset,
 //!                                     20 zero-padded decimal digits)
@@ -87,6 +89,8 @@ const MIN_SEGMENT_BYTES: u64 = 64;
 const MAX_RECORD_BYTES_LIMIT: u32 = 256 * 1024 * 1024;
 /// Name of the lock file in the log directory.
 const LOCK_FILE: &str = "LOCK";
+/// Name of the file holding the log's identity.
+const ID_FILE: &str = "ID";
 
 /// How a [`LocalLog`] lays out its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +144,7 @@ pub struct LocalLogStats {
 /// State shared by the handle, the writer thread and readers.
 struct Shared {
     dir: PathBuf,
+    identity: String,
     config: LocalLogConfig,
     /// Written only by the writer thread, after a sync.
     index: RwLock<Index>,
@@ -196,12 +201,14 @@ impl LocalLog {
             }
         }
         let lock = lock_dir(dir)?;
+        let identity = read_or_create_identity(dir)?;
         let recovered = recover::recover(dir)?;
         let end = recovered.index.segments.last().map_or(0, |s| s.end);
         let segments = recovered.index.segments.len();
         let (durable_tx, durable) = watch::channel(end);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            identity,
             config,
             index: RwLock::new(recovered.index),
             durable,
@@ -257,6 +264,10 @@ impl Drop for LocalLog {
 impl EventLog for LocalLog {
     fn partitions(&self) -> u32 {
         1
+    }
+
+    fn identity(&self) -> &str {
+        &self.shared.identity
     }
 
     async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {
@@ -346,4 +357,31 @@ fn describe_metrics() {
         metrics::Unit::Bytes,
         "Bytes of torn tail cut off the log on open"
     );
+}
+
+/// The identity in `<dir>/ID`, created (and synced with its directory entry) the first time.
+fn read_or_create_identity(dir: &Path) -> Result<String, OpenError> {
+    let path = dir.join(ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(OpenError::io(&path)(error)),
+    }
+    let random: [u8; 16] = rand::random();
+    let identity: String = random.iter().fold("local:".to_owned(), |mut id, byte| {
+        id.push_str(&format!("{byte:02x}"));
+        id
+    });
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        // Written beside, then renamed: a crash never leaves an empty or partial ID.
+        let partial = dir.join("ID.partial");
+        let mut file = fs::File::create(&partial)?;
+        file.write_all(format!("{identity}\n").as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&partial, &path)?;
+        recover::sync_dir(dir)
+    };
+    write().map_err(OpenError::io(&path))?;
+    Ok(identity)
 }
