@@ -60,7 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(dns) = &dns {
         bound.push_str(&format!(" dns={}", dns.local_addr()));
     }
-    tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), "ddnsd ready:{bound}");
+    tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), replayed = view.stats().records_read, "ddnsd ready:{bound}");
 
     let result = match http {
         Some((_, mut http_task)) => tokio::select! {
