@@ -219,6 +219,27 @@ impl DeviceApi {
     }
 
     /// Appends `body` and waits for the fold's outcome; `None` if it cannot say in time.
+    /// Answers from the folded state with `decide`, which returns a reply when the request needs
+    /// no event. On a shared log another node may have just changed this device or name, so
+    /// before a no-op is answered this node first folds everything acknowledged anywhere up to
+    /// now: the reply then agrees with the log's order, as the fold's would. If that cannot be
+    /// done in time the request goes to the log (`None`) and the fold decides.
+    async fn known(&self, decide: impl Fn(&ddns_core::State) -> Option<Reply>) -> Option<Reply> {
+        let known = self.view.with_state(&decide)?;
+        if !self.log.shared() {
+            return Some(known);
+        }
+        let caught_up = tokio::time::timeout(self.reply_timeout, async {
+            let end = self.log.end().await.ok()?;
+            self.view.wait_applied(&end).await;
+            Some(())
+        });
+        match caught_up.await {
+            Ok(Some(())) => self.view.with_state(decide),
+            _ => None,
+        }
+    }
+
     async fn commit(&self, body: EventBody) -> Option<Outcome> {
         let event = Event {
             id: self.next_event_id(),
@@ -443,7 +464,7 @@ async fn add(
     };
     let device = request.device();
     // Answered from memory when the fold would change nothing: no event for a no-op.
-    let known = api.view.with_state(|state| {
+    let known = api.known(|state| {
         if state.owner(&fqdn).is_some_and(|owner| *owner != device) {
             return Some(Reply::NameTaken);
         }
@@ -451,7 +472,7 @@ async fn add(
         (current.fqdn == fqdn && current.addr_of_family(addr) == Some(addr))
             .then_some(Reply::NoChange)
     });
-    if let Some(known) = known {
+    if let Some(known) = known.await {
         return reply(PATH, known);
     }
     let body = EventBody::DeviceAdd {
@@ -481,13 +502,13 @@ async fn update(
         return reply(PATH, Reply::InvalidIp);
     };
     let device = request.device();
-    let current = api
-        .view
-        .with_state(|state| state.device(&device).map(|d| d.addr_of_family(addr)));
-    match current {
-        None => return reply(PATH, Reply::NotFound),
-        Some(current) if current == Some(addr) => return reply(PATH, Reply::NoChange),
-        Some(_) => {}
+    let known = api.known(|state| match state.device(&device) {
+        None => Some(Reply::NotFound),
+        Some(current) if current.addr_of_family(addr) == Some(addr) => Some(Reply::NoChange),
+        Some(_) => None,
+    });
+    if let Some(known) = known.await {
+        return reply(PATH, known);
     }
     let body = EventBody::DeviceUpdate {
         device,
@@ -511,8 +532,9 @@ async fn remove(
         Err(refused) => return refused,
     };
     let device = request.device();
-    if api.view.with_state(|state| state.device(&device).is_none()) {
-        return reply(PATH, Reply::NotFound);
+    let known = api.known(|state| state.device(&device).is_none().then_some(Reply::NotFound));
+    if let Some(known) = known.await {
+        return reply(PATH, known);
     }
     let zone = api.vendors[&request.credential.vendor].zone.clone();
     let body = EventBody::DeviceRemove { device, zone };

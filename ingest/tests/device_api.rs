@@ -558,6 +558,9 @@ impl EventLog for BrokenLog {
     fn identity(&self) -> &str {
         self.0.identity()
     }
+    fn shared(&self) -> bool {
+        false
+    }
     async fn append(&self, _key: &[u8], _payload: Bytes) -> Result<Appended, AppendError> {
         Err(AppendError::Closed)
     }

@@ -63,6 +63,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// refuses to resume against a different log. Stable across restarts and reconnects.
     fn identity(&self) -> &str;
 
+    /// Whether other processes may append to this log (Kafka: every ingest node does), so a
+    /// reader that has folded everything this handle appended may still lag behind appends
+    /// acknowledged elsewhere. False for a log only this handle can write (`LocalLog` locks
+    /// its directory).
+    fn shared(&self) -> bool;
+
     /// Appends a record to partition `partition_for(key, self.partitions())`.
     ///
     /// Returns only once the record is durable (on disk and fsync'd, or acknowledged by every

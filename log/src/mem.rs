@@ -80,6 +80,10 @@ impl EventLog for MemLog {
         &self.inner.identity
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {
         let size = key.len() + payload.len();
         if size > DEFAULT_MAX_RECORD_BYTES as usize {

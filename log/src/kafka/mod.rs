@@ -261,6 +261,10 @@ impl EventLog for KafkaLog {
         &self.identity
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn partitions(&self) -> u32 {
         self.config.partitions
     }

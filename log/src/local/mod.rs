@@ -270,6 +270,10 @@ impl EventLog for LocalLog {
         &self.shared.identity
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {
         let max = self.shared.config.max_record_bytes;
         let size = key.len() + payload.len();
