@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building ddnsd needs, idempotently: Debian packages (only those missing, so a
-# set-up machine runs no apt at all) and a Rust toolchain check. The tests also need the tansu
-# broker, which scripts/test.sh installs (running the server does not need it).
+# set-up machine runs no apt at all) and a Rust toolchain check. `--tests` adds what only the
+# tests use; the tests also need the tansu broker and a current librdkafka for kcat, which
+# scripts/test.sh installs (running the server needs neither).
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,9 @@ packages=(
   cmake build-essential # librdkafka (rdkafka's cmake-build), compiled from its bundled source
   zlib1g-dev            # librdkafka's zlib compression (rdkafka's libz feature)
 )
+if [ "${1:-}" = --tests ]; then
+  packages+=(kcat)      # reads the Kafka topic in the cluster tests (scripts/kcat.sh)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
