@@ -5,6 +5,7 @@
 #
 #   bash bench/compare-updates.sh            # N=100000 names, DUR=20 s per server
 #   N=20000 DUR=10 bash bench/compare-updates.sh
+#   CLIENTS=64 (dnsperf clients, 256 outstanding) CONNS=256 (loadgen connections)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -138,16 +139,18 @@ wait_port "$bind_port"
 run_dnsperf BIND "$bind_port" "$bind_pid"
 kill "$bind_pid"; wait "$bind_pid" 2>/dev/null || true
 
-# --- ddnsd: the device API, every update fsync'd (group commit) before its 09. The fleet
-# changes address every poll (churn 1), offered above capacity, open-loop; the completed `09`s
-# per second are the server's durable update rate. Each update follows an ipdetect poll, as
-# the seed's clients do, so the server also answers one poll per update.
+# --- ddnsd: the device API, every update fsync'd (group commit) before its 09. The N devices
+# are registered first (untimed: a surge of adds); then the loadgen runs closed-loop at max
+# rate (`--scenario updates`): each of CONNS keep-alive connections sends the next device's
+# update, with a new address, as soon as its previous reply is in. Only updates, no polls:
+# the completed `09`s per second are the server's durable update rate.
+CONNS=${CONNS:-256}
 ddnsd_dir="$work/ddnsd"; mkdir -p "$ddnsd_dir"
 cat > "$ddnsd_dir/ddnsd.toml" <<CONF
 [ingest.flood]
 device_updates_per_minute = 1000000
 device_burst = 100000
-source_requests_per_minute = 100000000
+source_requests_per_minute = 1000000000
 source_burst = 10000000
 CONF
 "$bin/ddnsd" serve --config "$ddnsd_dir/ddnsd.toml" --data-dir "$ddnsd_dir/data" \
@@ -155,11 +158,16 @@ CONF
 for _ in $(seq 1 300); do grep -q "ddnsd ready" "$ddnsd_dir/stderr" && break; sleep 0.1; done
 ready=$(grep "ddnsd ready" "$ddnsd_dir/stderr") || { cat "$ddnsd_dir/stderr" >&2; exit 1; }
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<< "$ready"); dns=$(sed -E 's/.*dns=([^ ]+).*/\1/' <<< "$ready")
+loadgen=("$bin/ddns-loadgen" --http "$http" --dns "$dns" --devices "$N"
+  --key-file "$ddnsd_dir/data/keys/demo.key" --propagation-sample 0 --quiet)
+"${loadgen[@]}" --scenario surge --surge-window 1s --poll-interval 3600s --duration 1s \
+  --timeout 120s --connections 256 --verify none > "$work/register.out" 2>&1 \
+  || { cat "$work/register.out" >&2; exit 1; }
+grep -q "errors 0" "$work/register.out" || { cat "$work/register.out" >&2; exit 1; }
 before=$(cpu_secs "$ddnsd_pid")
-"$bin/ddns-loadgen" --http "$http" --dns "$dns" --devices "$N" --scenario churn --churn 1 \
-  --poll-interval 1s --duration "${DUR}s" --connections 256 --key-file "$ddnsd_dir/data/keys/demo.key" \
-  --propagation-sample 0 --verify none --server-pid "$ddnsd_pid" --quiet \
-  --json "$work/loadgen.json" > "$work/loadgen.out" 2>&1 || { cat "$work/loadgen.out" >&2; exit 1; }
+"${loadgen[@]}" --registered --scenario updates --duration "${DUR}s" --connections "$CONNS" \
+  --verify 10000 --server-pid "$ddnsd_pid" --json "$work/loadgen.json" > "$work/loadgen.out" 2>&1 \
+  || { cat "$work/loadgen.out" >&2; exit 1; }
 after=$(cpu_secs "$ddnsd_pid")
 python3 - "$work/loadgen.json" "$(echo "$after - $before" | bc)" >> "$work/results" <<'PY'
 import json, sys

@@ -17,6 +17,10 @@ pub enum Scenario {
     Churn,
     /// Every device re-registers (`add`) within `--surge-window`, at `--surge-at`.
     Surge,
+    /// Closed loop at the server's max rate: each connection sends the next device's `update`
+    /// (with a new address) as soon as its previous reply is in; no polls. A device not yet
+    /// registered (without `--registered`) sends `add` first.
+    Updates,
 }
 
 impl Scenario {
@@ -26,6 +30,7 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::Churn => "churn",
             Scenario::Surge => "surge",
+            Scenario::Updates => "updates",
         }
     }
 }
@@ -38,8 +43,9 @@ impl FromStr for Scenario {
             "steady" => Ok(Scenario::Steady),
             "churn" => Ok(Scenario::Churn),
             "surge" => Ok(Scenario::Surge),
+            "updates" => Ok(Scenario::Updates),
             other => Err(format!(
-                "unknown scenario {other:?} (steady, churn or surge)"
+                "unknown scenario {other:?} (steady, churn, surge or updates)"
             )),
         }
     }
@@ -198,7 +204,7 @@ impl LoadgenConfig {
     pub fn churn(&self) -> f64 {
         self.churn.unwrap_or(match self.scenario {
             Scenario::Churn => 0.05,
-            Scenario::Steady | Scenario::Surge => 0.0,
+            Scenario::Steady | Scenario::Surge | Scenario::Updates => 0.0,
         })
     }
 
@@ -231,6 +237,7 @@ impl LoadgenConfig {
                 window_us: self.real_us(self.surge_window).max(1),
             }),
             registered: self.registered,
+            closed_loop: self.scenario == Scenario::Updates,
             end_us: self.duration.as_micros() as u64,
             seed: self.seed,
         }
@@ -351,6 +358,7 @@ mod tests {
             assert!(c.validate().is_err(), "{c:?}");
         }
         assert_eq!("surge".parse(), Ok(Scenario::Surge));
+        assert_eq!("updates".parse(), Ok(Scenario::Updates));
         assert_eq!("all".parse(), Ok(Verify::All));
         assert_eq!("100".parse(), Ok(Verify::Sample(100)));
     }

@@ -278,6 +278,9 @@ pub struct FleetConfig {
     pub surge: Option<Surge>,
     /// The devices were registered by an earlier run with the same seed: boot with `update`.
     pub registered: bool,
+    /// No schedule: the driver asks [`Fleet::next_closed`] for a request whenever a
+    /// connection is free (the `updates` scenario).
+    pub closed_loop: bool,
     /// Nothing is scheduled at or after this time.
     pub end_us: u64,
     /// Seeds the device identities, initial addresses, phases and rolls.
@@ -287,6 +290,9 @@ pub struct FleetConfig {
 impl FleetConfig {
     /// When every device's first slot (its boot, or the surge that is its boot) has come due.
     pub fn boot_end_us(&self) -> u64 {
+        if self.closed_loop {
+            return 0;
+        }
         match self.surge {
             Some(Surge {
                 at_us: 0,
@@ -386,6 +392,8 @@ pub struct Fleet {
     schedule: BinaryHeap<Reverse<Slot>>,
     rng: SplitMix64,
     counts: ScheduleCounts,
+    /// The next device [`Fleet::next_closed`] looks at.
+    cursor: u32,
 }
 
 impl Fleet {
@@ -394,6 +402,11 @@ impl Fleet {
         assert!(config.devices <= DEVICES_MAX, "at most 2^24 devices");
         assert!(config.interval_us > 0, "the poll interval is positive");
         let n = config.devices as usize;
+        let scheduled = if config.closed_loop {
+            0
+        } else {
+            config.devices
+        };
         let mut schedule =
             BinaryHeap::with_capacity(if config.surge.is_some_and(|s| s.at_us > 0) {
                 2 * n
@@ -413,7 +426,7 @@ impl Fleet {
             }) => (0, window_us.max(1)),
             _ => (0, config.interval_us),
         };
-        for device in 0..config.devices {
+        for device in 0..scheduled {
             schedule.push(Reverse(Slot {
                 due_us: boot_at + rng.below(boot_span),
                 device,
@@ -434,9 +447,31 @@ impl Fleet {
             schedule,
             rng,
             counts: ScheduleCounts::default(),
+            cursor: 0,
             naming,
             config,
         }
+    }
+
+    /// The closed loop's next request, due `now_us`: the next idle device in turn gets a new
+    /// WAN address and sends `update` (or `add`, if it is not registered yet). `None` once
+    /// every device is busy or removed.
+    pub fn next_closed(&mut self, now_us: u64) -> Option<Request> {
+        for _ in 0..self.config.devices {
+            let device = self.cursor;
+            self.cursor = (self.cursor + 1) % self.config.devices;
+            let d = device as usize;
+            if self.flags[d] & (BUSY | REMOVED) != 0 {
+                continue;
+            }
+            self.flags[d] |= BOOTED;
+            if self.flags[d] & REGISTERED == 0 {
+                return Some(self.issue(device, Kind::Add, Reason::Boot, now_us));
+            }
+            self.change_wan(d);
+            return Some(self.issue(device, Kind::Update, Reason::Change, now_us));
+        }
+        None
     }
 
     /// The naming the fleet was built with.
@@ -677,6 +712,7 @@ mod tests {
             decommission: 0.0,
             surge: None,
             registered: false,
+            closed_loop: false,
             end_us: 1000 * SEC,
             seed: 1,
         }
@@ -981,6 +1017,36 @@ mod tests {
         let sent = run(&mut f, u64::MAX, |r| ack(r.kind, r.device));
         assert!(sent.iter().all(|r| r.due_us < 15 * SEC));
         assert_eq!(f.next_due_us(), None);
+    }
+
+    #[test]
+    fn the_closed_loop_adds_each_device_once_then_only_updates_with_new_addresses() {
+        let mut f = fleet(FleetConfig {
+            closed_loop: true,
+            ..config(3)
+        });
+        assert_eq!(f.next_due_us(), None, "nothing is scheduled");
+        let mut sent = Vec::new();
+        for now in 0..9 {
+            let request = f.next_closed(now).expect("an idle device");
+            assert_eq!(request.due_us, now);
+            let reply = ack(request.kind, request.device);
+            assert!(f.complete(&request, &Ok(reply), now).follow_up.is_none());
+            sent.push(request);
+        }
+        let kinds: Vec<(u32, Kind)> = sent.iter().map(|r| (r.device, r.kind)).collect();
+        assert_eq!(kinds[..3], [(0, Kind::Add), (1, Kind::Add), (2, Kind::Add)]);
+        assert!(kinds[3..].iter().all(|&(_, kind)| kind == Kind::Update));
+        // Each update moves its device to a new address, which is then what DNS should show.
+        assert_ne!(sent[3].addr, sent[0].addr);
+        assert_ne!(sent[6].addr, sent[3].addr);
+        assert_eq!(f.expect(0), Expect::Addr(sent[6].addr));
+        // Busy devices are passed over; with all of them busy there is nothing to send.
+        let busy: Vec<Request> = (0..3).filter_map(|_| f.next_closed(10)).collect();
+        assert_eq!(busy.len(), 3);
+        assert_eq!(f.next_closed(10), None);
+        f.complete(&busy[1], &Ok(Reply::Modified), 11);
+        assert_eq!(f.next_closed(11).map(|r| r.device), Some(busy[1].device));
     }
 
     #[test]

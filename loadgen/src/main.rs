@@ -29,7 +29,7 @@ struct Args {
     /// Fleet size (at most 16,777,216).
     #[arg(long, default_value_t = 30_000)]
     devices: u32,
-    /// steady, churn or surge.
+    /// steady, churn, surge, or updates (closed loop at max rate: only updates, no polls).
     #[arg(long, default_value = "steady")]
     scenario: Scenario,
     /// How often each device polls ipdetect (simulated time).

@@ -11,6 +11,13 @@
 //! than the exchange itself. A device's next slot is its previous due time plus the interval,
 //! never its reply time plus the interval, so slow replies cannot slow the offered load.
 //!
+//! # Closed loop
+//!
+//! The `updates` scenario is the exception: it measures the server's maximum rate, so each
+//! connection is given the next device's update as soon as its previous reply is in, and the
+//! offered rate is whatever the server sustains with `--connections` requests outstanding.
+//! Its latency is each exchange's (due when sent).
+//!
 //! # Bounds
 //!
 //! Nothing is scheduled after `--duration`; requests then still due or in flight get until
@@ -278,6 +285,7 @@ pub async fn run_with<T: Transport>(
 
     drop(probe_tx);
 
+    let closed_loop = config.fleet_config().closed_loop;
     let mut stats = Stats::new(config.fleet_config().boot_end_us());
     let mut pending: VecDeque<Request> = VecDeque::new();
     let mut backlog_max = 0;
@@ -294,6 +302,14 @@ pub async fn run_with<T: Transport>(
         let now_us = us_between(start, now);
         while let Some(request) = fleet.pop_due(now_us + LEAD_US) {
             pending.push_back(request);
+        }
+        // Closed loop: a request for every free connection, as soon as it is free.
+        if closed_loop && now < end {
+            while pending.len() < idle.len()
+                && let Some(request) = fleet.next_closed(now_us)
+            {
+                pending.push_back(request);
+            }
         }
         backlog_max = backlog_max.max(pending.len());
         while !pending.is_empty()
@@ -715,6 +731,33 @@ mod tests {
         assert_eq!(r.requests, 0);
         for device in 0..20 {
             assert_eq!(outcome.fleet.expect(device), Expect::Unknown);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_closed_loop_keeps_every_connection_busy_until_the_end() {
+        let mut c = config();
+        c.scenario = Scenario::Updates;
+        c.registered = true;
+        c.devices = 100;
+        c.connections = 4;
+        c.duration = Duration::from_secs(1);
+        // 10 ms a reply, 4 connections, 1 s: 400 updates, one after the other on each.
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(10)).await;
+        let r = &outcome.report;
+        assert_eq!(r.requests, 400, "{:?}", r.kinds);
+        assert_eq!(sent.len(), 400);
+        assert!(sent.iter().all(|(_, t)| t.starts_with("/update.aspx?")));
+        assert_eq!(r.replies["update"]["09"], 400);
+        assert_eq!(r.errors.total, 0);
+        assert!(
+            (10_000..=10_100).contains(&r.latency.max_us),
+            "the exchange only: {:?}",
+            r.latency
+        );
+        // Four devices at a time, in turn: every device got its update.
+        for device in 0..100 {
+            assert!(matches!(outcome.fleet.expect(device), Expect::Addr(_)));
         }
     }
 
