@@ -214,7 +214,7 @@ impl Responder {
         };
         let mut reply = Reply::error(metadata, edns, ResponseCode::NoError);
         reply.metadata.authoritative = true;
-        match self.zone.lookup(key) {
+        match self.zone.lookup_wire(key) {
             Lookup::Refused => {
                 reply.metadata.authoritative = false;
                 reply.metadata.response_code = ResponseCode::Refused;
@@ -301,32 +301,27 @@ impl Responder {
     }
 }
 
-/// Room for a name in presentation form: a wire name is at most 255 octets, so at most 253 here.
-const KEY_CAPACITY: usize = 256;
+/// Room for a name in wire form (RFC 1035 §3.1: at most 255 octets, the root label included).
+const KEY_CAPACITY: usize = 255;
 
-/// `name` as [`LiveZone::lookup`] takes it: lowercase, no trailing dot, written into `buf`.
+/// `name` as [`LiveZone::lookup_wire`] takes it: wire form, ASCII letters lowercased, written into
+/// `buf`.
 ///
-/// A label may hold any octet on the wire. Octets that cannot occur in a zone name are replaced by
-/// ones that cannot either (`.` inside a label by `/`, non-ASCII by `?`), so that such a name
-/// still routes to its zone by its suffix but can never alias a host: `a\.b.dyn.example` must
-/// not find the host `a.b.dyn.example`.
-fn lookup_key<'b>(name: &Name, buf: &'b mut [u8; KEY_CAPACITY]) -> Option<&'b str> {
+/// A label may hold any octet on the wire, and keeps it: a label is delimited by its length, so
+/// `a\.b.dyn.example` (one label `a.b`) still routes to its zone by its suffix and can never alias
+/// the host `a.b.dyn.example`, and octets that cannot occur in a zone name match no host.
+fn lookup_key<'b>(name: &Name, buf: &'b mut [u8; KEY_CAPACITY]) -> Option<&'b [u8]> {
     let mut len = 0;
     for label in name.iter() {
-        if len > 0 {
-            *buf.get_mut(len)? = b'.';
-            len += 1;
+        *buf.get_mut(len)? = u8::try_from(label.len()).ok()?;
+        let dest = buf.get_mut(len + 1..len + 1 + label.len())?;
+        for (dest, byte) in dest.iter_mut().zip(label) {
+            *dest = byte.to_ascii_lowercase();
         }
-        for &byte in label {
-            *buf.get_mut(len)? = match byte {
-                b'.' => b'/',
-                byte if byte.is_ascii() => byte.to_ascii_lowercase(),
-                _ => b'?',
-            };
-            len += 1;
-        }
+        len += 1 + label.len();
     }
-    Some(std::str::from_utf8(&buf[..len]).expect("only ASCII was written"))
+    *buf.get_mut(len)? = 0;
+    Some(&buf[..=len])
 }
 
 /// The parts of a reply: hickory encodes them, echoing the question as the client sent it.

@@ -245,13 +245,10 @@ impl FastPath {
             return Fast::Drop;
         }
         let mut key = [0u8; MAX_NAME_LEN];
-        let Some((query, key_len)) = parse(message, &mut key) else {
+        let Some(query) = parse(message, &mut key) else {
             return Fast::Slow;
         };
-        let Some(key) = key.get(..key_len).and_then(|k| std::str::from_utf8(k).ok()) else {
-            return Fast::Slow;
-        };
-        match self.zone.lookup(key) {
+        match self.zone.lookup_wire(&key[..query.qname_len]) {
             Lookup::Refused => self.write(buf, &query, RCODE_REFUSED, false, Section::None),
             Lookup::Apex(apex) => {
                 if matches!(query.qtype, TYPE_SOA | TYPE_NS) {
@@ -444,35 +441,33 @@ fn origin_in_question(buf: &[u8], query: &Query, apex: &ApexWire) -> Option<usiz
     (suffix == apex.origin.as_slice()).then_some(at)
 }
 
-/// Parses the common query, writing its name lowercase and dot-separated into `key`; `None` if the
-/// message is not the common case.
-fn parse(message: &[u8], key: &mut [u8; MAX_NAME_LEN]) -> Option<(Query, usize)> {
+/// Parses the common query, copying its name lowercase into `key` (wire form, as
+/// [`LiveZone::lookup_wire`] takes it); `None` if the message is not the common case.
+fn parse(message: &[u8], key: &mut [u8; MAX_NAME_LEN]) -> Option<Query> {
     // Opcode QUERY, exactly one question, no answers or authorities, at most one additional.
     if message[2] & 0x78 != 0 || message[4..11] != [0, 1, 0, 0, 0, 0, 0] || message[11] > 1 {
         return None;
     }
     let mut label_starts = [0u8; MAX_NAME_LEN / 2];
     let mut labels = 0;
-    let mut key_len = 0;
     let mut at = HEADER_LEN;
     loop {
         let label_len = usize::from(*message.get(at)?);
+        let in_key = at - HEADER_LEN;
         if label_len == 0 {
+            *key.get_mut(in_key)? = 0;
             at += 1;
             break;
         }
         // 64 and up: a compression pointer or an extended label type.
-        if label_len > 63 || at + 1 + label_len + 1 - HEADER_LEN > MAX_NAME_LEN {
+        if label_len > 63 || in_key + 1 + label_len + 1 > MAX_NAME_LEN {
             return None;
         }
         let label = message.get(at + 1..at + 1 + label_len)?;
-        *label_starts.get_mut(labels)? = u8::try_from(at - HEADER_LEN).ok()?;
+        *label_starts.get_mut(labels)? = u8::try_from(in_key).ok()?;
         labels += 1;
-        if key_len > 0 {
-            *key.get_mut(key_len)? = b'.';
-            key_len += 1;
-        }
-        let dest = key.get_mut(key_len..key_len + label_len)?;
+        *key.get_mut(in_key)? = label_len as u8;
+        let dest = key.get_mut(in_key + 1..in_key + 1 + label_len)?;
         for (dest, &byte) in dest.iter_mut().zip(label) {
             *dest = match byte {
                 b'A'..=b'Z' => byte | 0x20,
@@ -480,7 +475,6 @@ fn parse(message: &[u8], key: &mut [u8; MAX_NAME_LEN]) -> Option<(Query, usize)>
                 _ => return None,
             };
         }
-        key_len += label_len;
         at += 1 + label_len;
     }
     let qname_len = at - HEADER_LEN;
@@ -498,17 +492,14 @@ fn parse(message: &[u8], key: &mut [u8; MAX_NAME_LEN]) -> Option<(Query, usize)>
     } else {
         return None;
     };
-    Some((
-        Query {
-            question_end,
-            qname_len,
-            qtype,
-            label_starts,
-            labels,
-            edns,
-        },
-        key_len,
-    ))
+    Some(Query {
+        question_end,
+        qname_len,
+        qtype,
+        label_starts,
+        labels,
+        edns,
+    })
 }
 
 /// The client's payload size and DO bit from an OPT record that ends the message, if it is one

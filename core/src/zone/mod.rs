@@ -1,16 +1,25 @@
 //! The live zone that the DNS server answers from.
 //!
 //! The projector is its only writer and changes one host entry at a time; DNS readers look up
-//! names concurrently. The host map is a `DashMap` (sharded locks), so a reader waits at most for
-//! one entry's change, never for a whole batch. The SOA serial is an atomic that the projector
-//! advances with the applied log position.
+//! names concurrently. Each apex has its own [`table::HostTable`]: hosts by their name relative to
+//! the apex, in lowercase wire form, in 64 shards each behind its own lock, so a reader waits at
+//! most for one entry's change, never for a whole batch. A host costs one 16-byte slot (name and
+//! A address inline, for names up to 10 characters) plus the hash table's slack; the layout is
+//! in `table.rs`. The DNS server looks names up as they arrive, in wire form
+//! ([`LiveZone::lookup_wire`]), without building a string. The SOA serial is an atomic that the
+//! projector advances with the applied log position.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use dashmap::DashMap;
+use crate::names::Fqdn;
 
-use crate::names::{Fqdn, is_within};
+mod table;
+
+use table::HostTable;
+
+/// Longest name in wire form, the root label included (RFC 1035 §3.1).
+const MAX_WIRE_NAME: usize = 255;
 
 /// SOA timers and contacts of a zone, plus the TTL of its host records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,20 +89,31 @@ pub enum Lookup<'a> {
 #[derive(Debug)]
 pub struct LiveZone {
     apexes: Vec<ZoneApex>,
-    hosts: DashMap<Box<str>, HostAddrs>,
-    /// Names between a host and its apex (`sub.zone` for `www.sub.zone`), with the number of
-    /// hosts below each. Device names sit right under the apex and add nothing here.
-    empty_non_terminals: DashMap<Box<str>, u32>,
+    /// Each apex's origin in lowercase wire form, root label included; same order as `apexes`.
+    origins: Vec<Box<[u8]>>,
+    /// Each apex's hosts and empty non-terminals (names between a host and its apex, such as
+    /// `sub` for `www.sub.zone`, which exist while a host is below them); same order.
+    tables: Vec<HostTable>,
+    hosts: AtomicUsize,
     serial: AtomicU32,
 }
 
 impl LiveZone {
     /// An empty zone set serving `apexes`.
     pub fn new(apexes: Vec<ZoneApex>) -> LiveZone {
+        let origins = apexes
+            .iter()
+            .map(|apex| {
+                let mut buf = [0; MAX_WIRE_NAME];
+                let wire = to_wire(apex.origin.as_str(), &mut buf);
+                wire.expect("an Fqdn fits the wire form").into()
+            })
+            .collect();
         LiveZone {
+            tables: apexes.iter().map(|_| HostTable::new()).collect(),
             apexes,
-            hosts: DashMap::new(),
-            empty_non_terminals: DashMap::new(),
+            origins,
+            hosts: AtomicUsize::new(0),
             serial: AtomicU32::new(0),
         }
     }
@@ -103,65 +123,92 @@ impl LiveZone {
         &self.apexes
     }
 
-    /// Sets the host's addresses, or removes the host when `addrs` is empty.
+    /// Sets the host's addresses, or removes the host when `addrs` is empty. A host outside every
+    /// configured zone is not kept (no query could reach it).
     pub fn set(&self, host: &Fqdn, addrs: HostAddrs) {
         if addrs.is_empty() {
-            self.remove(host);
-        } else if self.hosts.insert(host.as_str().into(), addrs).is_none() {
-            self.count_ancestors(host.as_str(), true);
+            return self.remove(host);
+        }
+        let mut buf = [0; MAX_WIRE_NAME];
+        let Some((index, relative)) = self.relative(host, &mut buf) else {
+            return;
+        };
+        if self.tables[index].insert(relative, addrs) {
+            self.hosts.fetch_add(1, Ordering::Relaxed);
+            self.count_ancestors(index, relative, true);
         }
     }
 
     /// Removes the host.
     pub fn remove(&self, host: &Fqdn) {
-        if self.hosts.remove(host.as_str()).is_some() {
-            self.count_ancestors(host.as_str(), false);
-        }
-    }
-
-    /// Adds or removes one host below each name between `host` and its apex.
-    fn count_ancestors(&self, host: &str, added: bool) {
-        let Some(apex) = self.apex_of(host) else {
+        let mut buf = [0; MAX_WIRE_NAME];
+        let Some((index, relative)) = self.relative(host, &mut buf) else {
             return;
         };
-        let apex_len = apex.origin.as_str().len();
-        let mut name = host;
-        while let Some((_, parent)) = name.split_once('.') {
-            if parent.len() <= apex_len {
-                break;
-            }
-            if added {
-                *self.empty_non_terminals.entry(parent.into()).or_insert(0) += 1;
-            } else {
-                self.empty_non_terminals.remove_if_mut(parent, |_, count| {
-                    *count -= 1;
-                    *count == 0
-                });
-            }
-            name = parent;
+        if self.tables[index].remove(relative) {
+            self.hosts.fetch_sub(1, Ordering::Relaxed);
+            self.count_ancestors(index, relative, false);
         }
     }
 
-    fn apex_of(&self, name: &str) -> Option<&ZoneApex> {
-        self.apexes
-            .iter()
-            .filter(|apex| is_within(name, apex.origin.as_str()))
-            .max_by_key(|apex| apex.origin.as_str().len())
+    /// The index of `host`'s apex and the host's name relative to it, in wire form.
+    fn relative<'b>(
+        &self,
+        host: &Fqdn,
+        buf: &'b mut [u8; MAX_WIRE_NAME],
+    ) -> Option<(usize, &'b [u8])> {
+        let wire = to_wire(host.as_str(), buf).expect("an Fqdn fits the wire form");
+        let (index, at) = self.route(wire)?;
+        Some((index, &wire[..at]))
     }
 
-    /// The host's addresses, if it is in the zone.
+    /// Adds or removes one host below each name between the host `relative` and its apex.
+    fn count_ancestors(&self, index: usize, relative: &[u8], added: bool) {
+        let mut at = 0;
+        while let Some(&len) = relative.get(at) {
+            at += 1 + usize::from(len);
+            if at < relative.len() {
+                self.tables[index].count_below(&relative[at..], added);
+            }
+        }
+    }
+
+    /// The apex `name` (wire form, lowercase) is or lies below, the longest if several are
+    /// nested: its index, and where its origin starts in `name`.
+    fn route(&self, name: &[u8]) -> Option<(usize, usize)> {
+        let mut at = 0;
+        // From the first label on, so the first origin found is the longest.
+        loop {
+            let rest = name.get(at..)?;
+            if let Some(index) = self.origins.iter().position(|origin| **origin == *rest) {
+                return Some((index, at));
+            }
+            let len = usize::from(*rest.first()?);
+            if len == 0 || len > 63 {
+                return None;
+            }
+            at += 1 + len;
+        }
+    }
+
+    /// The host's addresses, if it is in the zone; `host` as [`LiveZone::lookup`] takes it.
     pub fn get(&self, host: &str) -> Option<HostAddrs> {
-        self.hosts.get(host).map(|entry| *entry)
+        let mut buf = [0; MAX_WIRE_NAME];
+        let wire = to_wire(host.strip_suffix('.').unwrap_or(host), &mut buf)?;
+        let (index, at) = self.route(wire)?;
+        self.tables[index]
+            .find(&wire[..at])
+            .filter(|addrs| !addrs.is_empty())
     }
 
     /// Number of hosts across all zones.
     pub fn len(&self) -> usize {
-        self.hosts.len()
+        self.hosts.load(Ordering::Relaxed)
     }
 
     /// True if no zone has a host.
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.len() == 0
     }
 
     /// The SOA serial now.
@@ -174,25 +221,61 @@ impl LiveZone {
         self.serial.store(serial, Ordering::Release);
     }
 
-    /// Looks up `name`, which must be lowercase and without the trailing dot (see [`normalize`]).
+    /// Looks up `name` in presentation form (`cam.dyn.example`, any case, trailing dot
+    /// optional). A name that cannot be a domain name (an empty label, a label over 63 octets,
+    /// over 255 octets in all) is outside every zone.
     pub fn lookup(&self, name: &str) -> Lookup<'_> {
-        let Some(apex) = self.apex_of(name) else {
+        let mut buf = [0; MAX_WIRE_NAME];
+        match to_wire(name.strip_suffix('.').unwrap_or(name), &mut buf) {
+            Some(wire) => self.lookup_wire(wire),
+            None => Lookup::Refused,
+        }
+    }
+
+    /// Looks up `name` in wire form as a query carries it, lowercased: uncompressed labels, each
+    /// a length octet and that many octets, ending with the root label (`\x03cam\x03dyn\x07example\x00`).
+    /// Labels may hold any octet (`.` too): only ASCII letters must be lowercase. A malformed
+    /// name (a label length over 63, no root label) is outside every zone.
+    pub fn lookup_wire(&self, name: &[u8]) -> Lookup<'_> {
+        let Some((index, at)) = self.route(name) else {
             return Lookup::Refused;
         };
-        if name == apex.origin.as_str() {
+        let apex = &self.apexes[index];
+        if at == 0 {
             return Lookup::Apex(apex);
         }
-        match self.get(name) {
+        match self.tables[index].find(&name[..at]) {
             Some(addrs) => Lookup::Host(apex, addrs),
-            None if self.empty_non_terminals.contains_key(name) => {
-                Lookup::Host(apex, HostAddrs::default())
-            }
             None => Lookup::NxDomain(apex),
         }
     }
 }
 
-/// A query name in the form [`LiveZone::lookup`] takes: lowercase, no trailing dot.
+/// `name` in presentation form without the trailing dot, lowercase and in wire form in `buf`;
+/// `None` for an empty label (other than the root's, `""`), a label over 63 octets, or a name over
+/// 255 octets.
+fn to_wire<'b>(name: &str, buf: &'b mut [u8; MAX_WIRE_NAME]) -> Option<&'b [u8]> {
+    let mut len = 0;
+    if !name.is_empty() {
+        for label in name.split('.') {
+            let size = label.len();
+            if size == 0 || size > 63 {
+                return None;
+            }
+            *buf.get_mut(len)? = size as u8;
+            let dest = buf.get_mut(len + 1..len + 1 + size)?;
+            for (dest, byte) in dest.iter_mut().zip(label.bytes()) {
+                *dest = byte.to_ascii_lowercase();
+            }
+            len += 1 + size;
+        }
+    }
+    *buf.get_mut(len)? = 0;
+    Some(&buf[..=len])
+}
+
+/// A name in canonical presentation form: lowercase, no trailing dot ([`LiveZone::lookup`] takes
+/// any case and an optional trailing dot, so it no longer needs this).
 pub fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
@@ -259,6 +342,198 @@ mod tests {
         zone.set(&fqdn("ftp.a.b.dyn.example"), HostAddrs::default());
         assert_eq!(zone.lookup("a.b.dyn.example"), nx);
         assert_eq!(zone.lookup("b.dyn.example"), nx);
-        assert!(zone.empty_non_terminals.is_empty());
+        assert_eq!(zone.tables[0].empty_non_terminals(), 0);
+    }
+
+    fn a(last: u8) -> HostAddrs {
+        HostAddrs {
+            v4: Some(Ipv4Addr::new(192, 0, 2, last)),
+            v6: None,
+        }
+    }
+
+    #[test]
+    fn names_are_looked_up_in_any_case_and_in_wire_form() {
+        let zone = LiveZone::new(vec![ZoneApex::with_defaults(fqdn("dyn.example"), 30)]);
+        zone.set(&fqdn("cam.dyn.example"), a(1));
+        let host = Lookup::Host(&zone.apexes()[0], a(1));
+        assert_eq!(zone.lookup("CAM.Dyn.Example."), host);
+        assert_eq!(zone.lookup("cam.dyn.example"), host);
+        assert_eq!(zone.get("Cam.DYN.example"), Some(a(1)));
+        assert_eq!(zone.lookup_wire(b"\x03cam\x03dyn\x07example\x00"), host);
+        assert_eq!(
+            zone.lookup_wire(b"\x03dyn\x07example\x00"),
+            Lookup::Apex(&zone.apexes()[0])
+        );
+        // A label holding a dot is not two labels.
+        zone.set(&fqdn("a.b.dyn.example"), a(2));
+        assert_eq!(
+            zone.lookup_wire(b"\x03a.b\x03dyn\x07example\x00"),
+            Lookup::NxDomain(&zone.apexes()[0])
+        );
+        assert_eq!(zone.lookup_wire(b"\x0bdyn.example\x00"), Lookup::Refused);
+        // Malformed: no root label, a label longer than the rest, a pointer.
+        for malformed in [
+            &b"\x03cam\x03dyn\x07example"[..],
+            b"\x09cam\x03dyn\x07example\x00",
+            b"\xc0\x0c",
+            b"",
+        ] {
+            assert_eq!(
+                zone.lookup_wire(malformed),
+                Lookup::Refused,
+                "{malformed:?}"
+            );
+        }
+        for odd in [
+            "",
+            ".",
+            "a..dyn.example",
+            &format!("{}.dyn.example", "a".repeat(64)),
+        ] {
+            assert_eq!(zone.lookup(odd), Lookup::Refused, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_of_nested_zones_and_of_no_zone() {
+        let zone = LiveZone::new(vec![
+            ZoneApex::with_defaults(fqdn("example"), 60),
+            ZoneApex::with_defaults(fqdn("dyn.example"), 30),
+        ]);
+        let (outer, inner) = (&zone.apexes()[0], &zone.apexes()[1]);
+        zone.set(&fqdn("www.a.dyn.example"), a(1));
+        zone.set(&fqdn("x.b.example"), a(2));
+        zone.set(&fqdn("cam.example"), a(3));
+        zone.set(&fqdn("elsewhere.org"), a(4));
+        assert_eq!(zone.len(), 3, "a host outside every zone is not kept");
+        assert_eq!(zone.lookup("elsewhere.org"), Lookup::Refused);
+        assert_eq!(zone.get("elsewhere.org"), None);
+        assert_eq!(zone.lookup("www.a.dyn.example"), Lookup::Host(inner, a(1)));
+        assert_eq!(
+            zone.lookup("a.dyn.example"),
+            Lookup::Host(inner, HostAddrs::default())
+        );
+        assert_eq!(zone.lookup("x.b.example"), Lookup::Host(outer, a(2)));
+        assert_eq!(
+            zone.lookup("b.example"),
+            Lookup::Host(outer, HostAddrs::default())
+        );
+        assert_eq!(zone.lookup("cam.example"), Lookup::Host(outer, a(3)));
+        assert_eq!(zone.lookup("cam.dyn.example"), Lookup::NxDomain(inner));
+        assert_eq!(zone.lookup("dyn.example"), Lookup::Apex(inner));
+        assert_eq!(zone.lookup("example"), Lookup::Apex(outer));
+        // A host named like an apex is kept, and the apex answers for it.
+        zone.set(&fqdn("dyn.example"), a(5));
+        assert_eq!(zone.len(), 4);
+        assert_eq!(zone.lookup("dyn.example"), Lookup::Apex(inner));
+        zone.remove(&fqdn("dyn.example"));
+        zone.remove(&fqdn("www.a.dyn.example"));
+        assert_eq!(zone.lookup("a.dyn.example"), Lookup::NxDomain(inner));
+        assert_eq!(zone.len(), 2);
+    }
+
+    mod model {
+        use std::collections::BTreeMap;
+        use std::net::Ipv6Addr;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::names::is_within;
+
+        const APEXES: [&str; 2] = ["example", "dyn.example"];
+        const LABELS: [&str; 5] = ["a", "www", "h123456", "dyn", "a-label-too-long-to-inline"];
+
+        /// A name made of 1..=3 labels from `LABELS` under one of `APEXES`.
+        fn name() -> impl Strategy<Value = String> {
+            (
+                prop::collection::vec(prop::sample::select(&LABELS[..]), 1..=3),
+                0..APEXES.len(),
+            )
+                .prop_map(|(labels, apex)| format!("{}.{}", labels.join("."), APEXES[apex]))
+        }
+
+        fn addrs() -> impl Strategy<Value = HostAddrs> {
+            (
+                prop::option::of(any::<u32>()),
+                prop::option::of(any::<u128>()),
+            )
+                .prop_map(|(v4, v6)| HostAddrs {
+                    v4: v4.map(Ipv4Addr::from),
+                    v6: v6.map(Ipv6Addr::from),
+                })
+        }
+
+        fn apex_of(name: &str) -> Option<usize> {
+            (0..APEXES.len())
+                .filter(|&i| is_within(name, APEXES[i]))
+                .max_by_key(|&i| APEXES[i].len())
+        }
+
+        /// What the zone should answer, from the plain map of hosts.
+        fn expected<'z>(
+            zone: &'z LiveZone,
+            hosts: &BTreeMap<String, HostAddrs>,
+            name: &str,
+        ) -> Lookup<'z> {
+            let Some(index) = apex_of(name) else {
+                return Lookup::Refused;
+            };
+            let apex = &zone.apexes()[index];
+            if name == APEXES[index] {
+                return Lookup::Apex(apex);
+            }
+            if let Some(addrs) = hosts.get(name) {
+                return Lookup::Host(apex, *addrs);
+            }
+            let below = hosts
+                .keys()
+                .any(|host| host != name && is_within(host, name) && apex_of(host) == Some(index));
+            if below {
+                Lookup::Host(apex, HostAddrs::default())
+            } else {
+                Lookup::NxDomain(apex)
+            }
+        }
+
+        proptest! {
+            /// Random sets and removals: every name, its ancestors and the apexes answer as the
+            /// model says, after every step.
+            #[test]
+            fn the_zone_answers_as_a_map_of_hosts(
+                steps in prop::collection::vec((name(), addrs()), 1..60)
+            ) {
+                let apexes = APEXES.iter().map(|origin| ZoneApex::with_defaults(fqdn(origin), 60));
+                let zone = LiveZone::new(apexes.collect());
+                let mut hosts = BTreeMap::new();
+                let mut names: Vec<String> = APEXES.iter().map(|s| s.to_string()).collect();
+                names.push("org".into());
+                for (name, addrs) in &steps {
+                    zone.set(&fqdn(name), *addrs);
+                    if addrs.is_empty() {
+                        hosts.remove(name);
+                    } else {
+                        hosts.insert(name.clone(), *addrs);
+                    }
+                    let mut ancestor = name.as_str();
+                    while let Some((_, parent)) = ancestor.split_once('.') {
+                        names.push(ancestor.to_string());
+                        ancestor = parent;
+                    }
+                    for name in &names {
+                        prop_assert_eq!(zone.lookup(name), expected(&zone, &hosts, name), "{}", name);
+                    }
+                    prop_assert_eq!(zone.len(), hosts.len());
+                }
+                for name in hosts.keys() {
+                    zone.remove(&fqdn(name));
+                }
+                prop_assert!(zone.is_empty());
+                for table in &zone.tables {
+                    prop_assert_eq!(table.empty_non_terminals(), 0);
+                }
+            }
+        }
     }
 }
