@@ -557,3 +557,41 @@ fn kcat_reads_the_topic_and_its_records_decode_as_documented() {
         [(zone(), "add"), (zone(), "update"), (zone(), "remove")]
     );
 }
+
+#[test]
+fn a_zone_file_imported_into_the_topic_is_served_by_every_dns_node_at_once() {
+    let cluster = Cluster::start();
+    let file = cluster.dir.path().join("dyn.example.zone");
+    let mut zone = String::from("$ORIGIN dyn.example.\n$TTL 300\n");
+    for i in 0..500 {
+        zone.push_str(&format!("imp{i} IN A 198.51.100.{}\n", i % 250 + 1));
+    }
+    std::fs::write(&file, zone).expect("written");
+    // Against a running cluster: the nodes fold the imported events as they arrive.
+    let config_at = cluster.cipher.iter().position(|a| a == "--config");
+    let config = &cluster.cipher[config_at.expect("--config in the cipher args") + 1];
+    let out = Command::new(BIN)
+        .args(["import", "--config", config])
+        .arg(&file)
+        .output()
+        .expect("ddnsd import runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("imported 500 records (500 A, 0 AAAA)"),
+        "{said}"
+    );
+    converges(&cluster, "imp0.dyn.example", &["198.51.100.1"]);
+    converges(&cluster, "imp499.dyn.example", &["198.51.100.250"]);
+    // Imported names belong to no device: a device cannot claim one through either node.
+    let mac = cluster.token("00:00:00:05:00:01");
+    assert_eq!(
+        cluster.reply(1, &format!("/add.aspx?mac={mac}&dm=imp7&myip=192.0.2.1")),
+        "07"
+    );
+    assert_eq!(cluster.topic_records().len(), 500);
+}
