@@ -9,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use ddns_core::{Event, EventBody, EventId, Fqdn, HostAddrs, LiveZone, State, ZoneApex};
+use ddns_core::{
+    Device, DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, LiveZone, State, ZoneApex,
+};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("linux");
@@ -79,6 +81,16 @@ fn main() {
         per(state_bytes),
         per(zone_a),
         (state_bytes + zone_a) as f64 / 1e6
+    );
+    // Where the State's bytes go: its slot array, and what each slot owns on the heap.
+    let slot = size_of::<DeviceId>() + size_of::<Device>();
+    println!(
+        "State: {slot} B/host its slots (DeviceId {} + Device {}), {:.0} B/host the rest: three \
+         heap strings per host (vendor, owner id and name, each at least a 32-byte malloc chunk) \
+         and two tables of slot numbers",
+        size_of::<DeviceId>(),
+        size_of::<Device>(),
+        per(state_bytes) - slot as f64
     );
     println!(
         "LiveZone, spilled: {:.0} B/host for device-0000123.dyn.example (A), {:.0} B/host for \
