@@ -165,6 +165,9 @@ pub struct LoadgenConfig {
     pub user_agent: String,
     /// The server's pid, to report its CPU time.
     pub server_pid: Option<u32>,
+    /// When the run was configured (ns since the Unix epoch): mixed into the `updates`
+    /// scenario's addresses.
+    pub started_ns: u64,
 }
 
 impl LoadgenConfig {
@@ -197,6 +200,9 @@ impl LoadgenConfig {
             seed: 1,
             user_agent: "ddns-loadgen - SimCam - 1.0".into(),
             server_pid: None,
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
         }
     }
 
@@ -238,6 +244,12 @@ impl LoadgenConfig {
             }),
             registered: self.registered,
             closed_loop: self.scenario == Scenario::Updates,
+            // Updates against a fleet an earlier run updated must not repeat its addresses
+            // (they would be `08`s, no writes).
+            roll_seed: match self.scenario {
+                Scenario::Updates => self.seed ^ self.started_ns,
+                _ => self.seed,
+            },
             end_us: self.duration.as_micros() as u64,
             seed: self.seed,
         }

@@ -281,6 +281,9 @@ pub struct FleetConfig {
     /// No schedule: the driver asks [`Fleet::next_closed`] for a request whenever a
     /// connection is free (the `updates` scenario).
     pub closed_loop: bool,
+    /// Seeds the rolls and the new addresses (the seed itself, unless a run must not repeat
+    /// an earlier run's addresses: the `updates` scenario mixes in the time).
+    pub roll_seed: u64,
     /// Nothing is scheduled at or after this time.
     pub end_us: u64,
     /// Seeds the device identities, initial addresses, phases and rolls.
@@ -413,7 +416,7 @@ impl Fleet {
             } else {
                 n
             });
-        let mut rng = SplitMix64::new(derive(config.seed, u64::MAX - 1));
+        let mut rng = SplitMix64::new(derive(config.roll_seed, u64::MAX - 1));
         let wan = (0..config.devices)
             .map(|d| initial_addr(config.seed, d))
             .collect();
@@ -713,6 +716,7 @@ mod tests {
             surge: None,
             registered: false,
             closed_loop: false,
+            roll_seed: 1,
             end_us: 1000 * SEC,
             seed: 1,
         }
