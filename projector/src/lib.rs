@@ -3,9 +3,16 @@
 //! A [`Projector`] reads the log from the position its snapshot records, applies each event
 //! with [`ddns_core::State::apply`], and then, for each batch of records:
 //! 1. updates the in-memory [`ddns_core::LiveZone`] one host at a time (DNS reads it);
-//! 2. writes the changed devices and the new log position in one atomic RocksDB write, so a
-//!    restart loads a state and the exact position it reflects, and replays only the tail;
-//! 3. hands each event's outcome to the request that appended it ([`ProjectorView::expect`]).
+//! 2. hands each event's outcome to the request that appended it ([`ProjectorView::expect`]);
+//! 3. queues the changed devices and the new log position for the snapshot writer, a thread
+//!    of its own that writes them in one atomic RocksDB write, so a restart loads a state and
+//!    the exact position it reflects, and replays only the tail.
+//!
+//! The snapshot is written behind the fold, off the path of every reply: a reply needs the
+//! event durable in the log and the fold's outcome, not the cache. When the writer falls
+//! behind, the batches queued meanwhile are merged (a device's latest record wins, the
+//! position is the last batch's), so what it writes is always the fold up to one position,
+//! and the queue holds at most one record per device.
 //!
 //! The snapshot needs no fsync of its own: the log is the source of truth, and a snapshot that
 //! lost its last writes in a crash is still a consistent (state, position) pair to replay from.
@@ -13,11 +20,13 @@
 mod snapshot;
 mod view;
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use ddns_core::{DeviceId, LiveZone, State, decode_event};
+use ddns_core::{Device, DeviceId, LiveZone, State, decode_event};
 use ddns_log::{EventLog, LogPosition, ReadError};
 
 pub use snapshot::SnapshotError;
@@ -41,6 +50,9 @@ pub enum ProjectorError {
     /// The log could not be read.
     #[error("reading the log: {0}")]
     Read(#[from] ReadError),
+    /// The snapshot writer's thread could not be started.
+    #[error("starting the snapshot writer: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Counters for tests and metrics.
@@ -56,7 +68,7 @@ pub struct ProjectorStats {
 /// by [`Projector::run`].
 pub struct Projector {
     log: Arc<dyn EventLog>,
-    snapshot: Snapshot,
+    snapshot: SnapshotWriter,
     shared: Arc<Shared>,
     position: LogPosition,
 }
@@ -83,7 +95,7 @@ impl Projector {
         let shared = Arc::new(Shared::new(state, zone, position.clone()));
         Ok(Projector {
             log,
-            snapshot,
+            snapshot: SnapshotWriter::start(snapshot)?,
             shared,
             position,
         })
@@ -137,16 +149,108 @@ impl Projector {
         }
         let serial = serial_of(&self.position);
         self.shared.zone().set_serial(serial);
-        self.shared.with_state(|state| {
-            self.snapshot.write(
-                &self.position,
-                touched.iter().map(|id| (id, state.device(id))),
-            )
-        })?;
+        // The devices as of this position, copied under one read lock, for the writer.
+        let devices: Vec<(DeviceId, Option<Device>)> = self.shared.with_state(|state| {
+            touched
+                .into_iter()
+                .map(|id| {
+                    let device = state.device(&id).cloned();
+                    (id, device)
+                })
+                .collect()
+        });
         metrics::counter!("ddns_projector_applied_total").increment(batch.len() as u64);
         metrics::gauge!("ddns_zone_hosts").set(self.shared.zone().len() as f64);
         self.shared.publish(outcomes, self.position.clone());
+        self.snapshot.queue(self.position.clone(), devices)?;
         Ok(())
+    }
+}
+
+/// What the snapshot writer has yet to write: the fold up to `position`, as far as it changed
+/// since the last write (`None` = the device is gone).
+#[derive(Default)]
+struct Behind {
+    position: Option<LogPosition>,
+    devices: HashMap<DeviceId, Option<Device>>,
+    /// The projector is gone: write what is left, then stop.
+    closed: bool,
+    /// The writer failed with this; it writes nothing more.
+    failed: Option<SnapshotError>,
+}
+
+/// The snapshot, written by a thread of its own behind the fold (see the crate docs).
+struct SnapshotWriter {
+    behind: Arc<(Mutex<Behind>, Condvar)>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl SnapshotWriter {
+    fn start(snapshot: Snapshot) -> Result<SnapshotWriter, ProjectorError> {
+        let behind = Arc::new((Mutex::new(Behind::default()), Condvar::new()));
+        let writer = behind.clone();
+        let thread = thread::Builder::new()
+            .name("ddns-snapshot".into())
+            .spawn(move || write_behind(&snapshot, &writer))
+            .map_err(ProjectorError::Thread)?;
+        Ok(SnapshotWriter {
+            behind,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues the fold's devices as of `position`; fails if an earlier write failed.
+    fn queue(
+        &self,
+        position: LogPosition,
+        devices: Vec<(DeviceId, Option<Device>)>,
+    ) -> Result<(), ProjectorError> {
+        let (lock, wake) = &*self.behind;
+        let mut behind = lock.lock().expect("snapshot queue poisoned");
+        if let Some(error) = behind.failed.take() {
+            return Err(error.into());
+        }
+        behind.position = Some(position);
+        behind.devices.extend(devices);
+        wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for SnapshotWriter {
+    /// Writes what is queued, so a projector opened next on the same directory starts there.
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.behind;
+        lock.lock().expect("snapshot queue poisoned").closed = true;
+        wake.notify_one();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the snapshot writer panicked");
+        }
+    }
+}
+
+/// The writer thread: takes everything queued and writes it as one batch, until closed.
+fn write_behind(snapshot: &Snapshot, behind: &(Mutex<Behind>, Condvar)) {
+    let (lock, wake) = behind;
+    loop {
+        let (position, devices) = {
+            let mut queued = lock.lock().expect("snapshot queue poisoned");
+            while queued.position.is_none() && !queued.closed {
+                queued = wake.wait(queued).expect("snapshot queue poisoned");
+            }
+            match queued.position.take() {
+                Some(position) => (position, std::mem::take(&mut queued.devices)),
+                None => return,
+            }
+        };
+        let written = snapshot.write(&position, devices.iter().map(|(id, d)| (id, d.as_ref())));
+        if let Err(error) = written {
+            tracing::error!(%error, "writing the snapshot failed");
+            lock.lock().expect("snapshot queue poisoned").failed = Some(error);
+            return;
+        }
     }
 }
 
@@ -157,3 +261,79 @@ fn serial_of(position: &LogPosition) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod write_behind_tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use ddns_core::{Event, EventBody, EventId, Fqdn, Label, ZoneApex, encode_event};
+    use ddns_log::MemLog;
+
+    use super::*;
+
+    fn add(id: u128, mac: &str, label: &str, last_octet: u128) -> Event {
+        Event {
+            id: EventId(id),
+            at_ms: 1,
+            body: EventBody::DeviceAdd {
+                device: DeviceId {
+                    vendor: "acme".into(),
+                    mac: mac.into(),
+                },
+                zone: Fqdn::parse("dyn.example").expect("valid"),
+                label: Label::parse(label).expect("valid"),
+                addr: format!("192.0.2.{last_octet}").parse().expect("valid"),
+                user_agent: String::new(),
+                fields: vec![],
+            },
+        }
+    }
+
+    fn zone() -> Arc<LiveZone> {
+        let origin = Fqdn::parse("dyn.example").expect("valid");
+        Arc::new(LiveZone::new(vec![ZoneApex::with_defaults(origin, 60)]))
+    }
+
+    fn devices(view: &ProjectorView) -> Vec<(DeviceId, Device)> {
+        let mut all: Vec<_> = view.with_state(|s| {
+            s.devices()
+                .map(|(id, device)| (id.clone(), device.clone()))
+                .collect()
+        });
+        all.sort_by(|a, b| a.0.mac.cmp(&b.0.mac));
+        all
+    }
+
+    /// Many small batches on few devices, written behind (and merged when the writer lags):
+    /// a projector opened after the first is dropped finds the fold of the whole log.
+    #[tokio::test]
+    async fn the_snapshot_written_behind_is_the_fold_up_to_its_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+        let before = {
+            let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
+            let view = projector.view();
+            let task = tokio::spawn(projector.run());
+            for i in 0..500u128 {
+                let event = add(i, &format!("M{}", i % 3), &format!("h{}", i % 3), i % 250);
+                let payload = Bytes::from(encode_event(&event).expect("encodes"));
+                log.append(event.key(), payload).await.expect("appended");
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            let end = log.end().await.expect("end");
+            tokio::time::timeout(Duration::from_secs(10), view.wait_applied(&end))
+                .await
+                .expect("caught up");
+            task.abort();
+            let _ = task.await;
+            devices(&view)
+        };
+        assert_eq!(before.len(), 3);
+        let projector = Projector::open(dir.path(), zone(), log.clone()).expect("reopens");
+        assert_eq!(projector.position().offsets(), &[500]);
+        assert_eq!(devices(&projector.view()), before);
+    }
+}
