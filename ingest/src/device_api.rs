@@ -8,6 +8,7 @@
 //! it, replying with the outcome the fold gave it. The append returns only once the event is
 //! durable, so a success reply is never sent for an update that could be lost.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -271,23 +272,64 @@ impl DeviceApi {
     }
 }
 
-/// A request's parameters: first occurrence of each name wins.
-struct Params(Vec<(String, String)>);
+/// A request's query parameters, decoded as `application/x-www-form-urlencoded` (`+` is a
+/// space, `%XX` a byte, invalid UTF-8 replaced): the first occurrence of each name wins.
+/// Values borrow from the query unless they had something to decode.
+struct Params<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
 
-impl Params {
+impl<'q> Params<'q> {
+    fn parse(query: &'q str) -> Params<'q> {
+        Params(
+            query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (form_decode(name), form_decode(value))
+                })
+                .collect(),
+        )
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+/// One name or value of a form-encoded query.
+fn form_decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2)) => {
+                out.push((high * 16 + low) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(error) => Cow::Owned(String::from_utf8_lossy(error.as_bytes()).into_owned()),
     }
 }
 
 /// What every device request has: who sent it and with which credential.
-struct DeviceRequest {
+struct DeviceRequest<'q> {
     source: IpAddr,
     credential: Credential,
-    params: Params,
+    params: Params<'q>,
     user_agent: String,
 }
 
@@ -314,19 +356,19 @@ fn reply(path: &'static str, reply: Reply) -> ReplyText {
 }
 
 /// Charges the source and opens the credential: the steps every device path shares.
-fn admit(
+fn admit<'q>(
     api: &DeviceApi,
     path: &'static str,
     peer: SocketAddr,
-    headers: &HeaderMap,
-    params: Vec<(String, String)>,
-) -> Result<DeviceRequest, ReplyText> {
+    http: &'q Request,
+) -> Result<DeviceRequest<'q>, ReplyText> {
+    let headers = http.headers();
     let source = source_of(api, peer, headers);
     if !api.flood.allow_source(source) {
         metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
         return Err(reply(path, Reply::Flood));
     }
-    let params = Params(params);
+    let params = Params::parse(http.uri().query().unwrap_or_default());
     let token = params.get("mac").unwrap_or_default();
     let credential = match api.tokens.open(token, now_ms() / 1000) {
         Ok(credential) if api.vendors.contains_key(&credential.vendor) => credential,
@@ -358,7 +400,7 @@ fn source_of(api: &DeviceApi, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     client_addr(peer.ip(), forwarded, &api.trusted)
 }
 
-impl DeviceRequest {
+impl DeviceRequest<'_> {
     fn device(&self) -> DeviceId {
         DeviceId {
             vendor: self.credential.vendor.clone(),
@@ -408,7 +450,7 @@ impl DeviceRequest {
 async fn write(
     api: &DeviceApi,
     path: &'static str,
-    request: &DeviceRequest,
+    request: &DeviceRequest<'_>,
     body: EventBody,
     failed: Reply,
 ) -> ReplyText {
@@ -443,11 +485,10 @@ fn now_ms() -> u64 {
 async fn add(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
+    http: Request,
 ) -> ReplyText {
     const PATH: &str = "add";
-    let request = match admit(&api, PATH, peer, &headers, params) {
+    let request = match admit(&api, PATH, peer, &http) {
         Ok(request) => request,
         Err(refused) => return refused,
     };
@@ -489,11 +530,10 @@ async fn add(
 async fn update(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
+    http: Request,
 ) -> ReplyText {
     const PATH: &str = "update";
-    let request = match admit(&api, PATH, peer, &headers, params) {
+    let request = match admit(&api, PATH, peer, &http) {
         Ok(request) => request,
         Err(refused) => return refused,
     };
@@ -523,11 +563,10 @@ async fn update(
 async fn remove(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
+    http: Request,
 ) -> ReplyText {
     const PATH: &str = "remove";
-    let request = match admit(&api, PATH, peer, &headers, params) {
+    let request = match admit(&api, PATH, peer, &http) {
         Ok(request) => request,
         Err(refused) => return refused,
     };
@@ -545,11 +584,10 @@ async fn remove(
 async fn ipcheck(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
+    http: Request,
 ) -> ReplyText {
     const PATH: &str = "ipcheck";
-    let request = match admit(&api, PATH, peer, &headers, params) {
+    let request = match admit(&api, PATH, peer, &http) {
         Ok(request) => request,
         Err(refused) => return refused,
     };
@@ -568,9 +606,9 @@ async fn ipcheck(
 async fn ipdetect(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    http: Request,
 ) -> Response {
-    let source = source_of(&api, peer, &headers);
+    let source = source_of(&api, peer, http.headers());
     if !api.flood.allow_source(source) {
         metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
         return reply("ipdetect", Reply::Flood).into_response();
@@ -583,14 +621,13 @@ async fn ipdetect(
 async fn cipher(
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<Vec<(String, String)>>,
+    http: Request,
 ) -> Response {
-    let source = source_of(&api, peer, &headers);
+    let source = source_of(&api, peer, http.headers());
     if !api.flood.allow_source(source) {
         return reply("cipher", Reply::Flood).into_response();
     }
-    let params = Params(params);
+    let params = Params::parse(http.uri().query().unwrap_or_default());
     // Without `vendor`, the only vendor, if there is just one.
     let only = (api.vendors.len() == 1)
         .then(|| api.vendors.keys().next())
@@ -608,5 +645,26 @@ async fn cipher(
             (StatusCode::BAD_REQUEST, format!("cannot seal: {error}\n")).into_response()
         }
         None => (StatusCode::BAD_REQUEST, "name a vendor: vendor=NAME\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_as_forms_and_the_first_occurrence_wins() {
+        let params = Params::parse("mac=a%2Bb+c&dm=&fw=%E2%82%AC%zz%4&&myip&mac=second");
+        assert_eq!(params.get("mac"), Some("a+b c"));
+        assert_eq!(params.get("dm"), Some(""));
+        assert_eq!(
+            params.get("fw"),
+            Some("€%zz%4"),
+            "bad escapes stay as they are"
+        );
+        assert_eq!(params.get("myip"), Some(""));
+        assert_eq!(params.get("port"), None);
+        assert_eq!(Params::parse("a%20b=%FF").get("a b"), Some("\u{FFFD}"));
+        assert!(matches!(form_decode("plain-token_1"), Cow::Borrowed(_)));
     }
 }
