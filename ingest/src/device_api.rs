@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -200,14 +200,34 @@ impl DeviceApi {
 
     /// The routes, on the seed's paths. Serve with connect info (`into_make_service_with_connect_info::<SocketAddr>()`).
     pub fn router(self: Arc<Self>) -> Router {
+        type Api = State<Arc<DeviceApi>>;
+        type Peer = ConnectInfo<SocketAddr>;
         let router = Router::new()
-            .route("/add.aspx", get(add))
-            .route("/update.aspx", get(update))
-            .route("/remove.aspx", get(remove))
-            .route("/ipcheck.aspx", get(ipcheck))
-            .route("/ipdetect.aspx", get(ipdetect));
+            .route(
+                "/add.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Add, a, p, r)),
+            )
+            .route(
+                "/update.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Update, a, p, r)),
+            )
+            .route(
+                "/remove.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Remove, a, p, r)),
+            )
+            .route(
+                "/ipcheck.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Ipcheck, a, p, r)),
+            )
+            .route(
+                "/ipdetect.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Ipdetect, a, p, r)),
+            );
         let router = if self.cipher_form {
-            router.route("/cipher.aspx", get(cipher))
+            router.route(
+                "/cipher.aspx",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Cipher, a, p, r)),
+            )
         } else {
             router
         };
@@ -325,6 +345,103 @@ fn form_decode(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// A path of the device API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Add,
+    Update,
+    Remove,
+    Ipcheck,
+    Ipdetect,
+    /// Only with `cipher_form`.
+    Cipher,
+}
+
+impl Route {
+    /// The route of `path`, if the API serves it.
+    pub(crate) fn of(api: &DeviceApi, path: &str) -> Option<Route> {
+        Some(match path {
+            "/add.aspx" => Route::Add,
+            "/update.aspx" => Route::Update,
+            "/remove.aspx" => Route::Remove,
+            "/ipcheck.aspx" => Route::Ipcheck,
+            "/ipdetect.aspx" => Route::Ipdetect,
+            "/cipher.aspx" if api.cipher_form => Route::Cipher,
+            _ => return None,
+        })
+    }
+
+    /// Its name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Route::Add => "add",
+            Route::Update => "update",
+            Route::Remove => "remove",
+            Route::Ipcheck => "ipcheck",
+            Route::Ipdetect => "ipdetect",
+            Route::Cipher => "cipher",
+        }
+    }
+}
+
+/// What the handlers read of an HTTP request, whichever server parsed it.
+pub(crate) struct Head<'a> {
+    /// The TCP peer.
+    pub(crate) peer: SocketAddr,
+    /// The query string, without `?` (empty when there is none).
+    pub(crate) query: &'a str,
+    /// The first `User-Agent`, if it is visible ASCII.
+    pub(crate) user_agent: Option<&'a str>,
+    /// Every `X-Forwarded-For` value that is visible ASCII, in order.
+    pub(crate) forwarded_for: Vec<&'a str>,
+}
+
+impl<'a> Head<'a> {
+    fn of_http(peer: SocketAddr, http: &'a Request) -> Head<'a> {
+        let headers = http.headers();
+        Head {
+            peer,
+            query: http.uri().query().unwrap_or_default(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            forwarded_for: headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect(),
+        }
+    }
+}
+
+/// What a request is answered: a status (200 for every device reply: devices read the body,
+/// whatever the status) and a `text/plain` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    fn ok(body: String) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
 /// What every device request has: who sent it and with which credential.
 struct DeviceRequest<'q> {
     source: IpAddr,
@@ -333,71 +450,242 @@ struct DeviceRequest<'q> {
     user_agent: String,
 }
 
-/// A reply as the device reads it: always HTTP 200 with the code as the body (devices in the
-/// field read the body, whatever the status).
-struct ReplyText(String);
-
-impl IntoResponse for ReplyText {
-    fn into_response(self) -> Response {
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.0,
-        )
-            .into_response()
+/// The code of `reply`, as counted in metrics.
+fn code_of(reply: &Reply) -> &'static str {
+    match reply {
+        Reply::InvalidHostname => "01",
+        Reply::InvalidMac => "02",
+        Reply::InvalidIp => "04",
+        Reply::NameTaken => "07",
+        Reply::NoChange => "08",
+        Reply::Modified => "09",
+        Reply::Created(_) => "10",
+        Reply::Flood => "911",
+        Reply::ServerError => "12",
+        Reply::NotFound => "13",
+        Reply::Registered(_) => "14",
+        Reply::Deleted => "15",
+        Reply::DeleteFailed => "16",
     }
 }
 
-fn reply(path: &'static str, reply: Reply) -> ReplyText {
-    let text = reply.to_string();
-    let code = text.split('|').next().unwrap_or_default().to_owned();
-    metrics::counter!("ddns_ingest_replies_total", "path" => path, "code" => code).increment(1);
-    ReplyText(text)
+fn reply(route: Route, reply: Reply) -> Answer {
+    metrics::counter!("ddns_ingest_replies_total", "path" => route.name(), "code" => code_of(&reply))
+        .increment(1);
+    Answer::ok(reply.to_string())
 }
 
-/// Charges the source and opens the credential: the steps every device path shares.
-fn admit<'q>(
-    api: &DeviceApi,
-    path: &'static str,
-    peer: SocketAddr,
-    http: &'q Request,
-) -> Result<DeviceRequest<'q>, ReplyText> {
-    let headers = http.headers();
-    let source = source_of(api, peer, headers);
-    if !api.flood.allow_source(source) {
-        metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
-        return Err(reply(path, Reply::Flood));
-    }
-    let params = Params::parse(http.uri().query().unwrap_or_default());
-    let token = params.get("mac").unwrap_or_default();
-    let credential = match api.tokens.open(token, now_ms() / 1000) {
-        Ok(credential) if api.vendors.contains_key(&credential.vendor) => credential,
-        Ok(_) => return Err(reply(path, Reply::InvalidMac)),
-        Err(error) => {
-            tracing::debug!(%source, %error, "credential refused");
-            metrics::counter!("ddns_ingest_bad_credentials_total").increment(1);
-            return Err(reply(path, Reply::InvalidMac));
+impl DeviceApi {
+    /// Answers one request to `route`: the whole device API, whatever carried the request.
+    pub(crate) async fn respond(&self, route: Route, head: &Head<'_>) -> Answer {
+        match route {
+            Route::Add => self.add(head).await,
+            Route::Update => self.update(head).await,
+            Route::Remove => self.remove(head).await,
+            Route::Ipcheck => self.ipcheck(head),
+            Route::Ipdetect => self.ipdetect(head),
+            Route::Cipher => self.cipher(head),
         }
-    };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| truncate(ua.trim(), USER_AGENT_MAX))
-        .unwrap_or_default();
-    Ok(DeviceRequest {
-        source,
-        credential,
-        params,
-        user_agent,
-    })
-}
+    }
 
-fn source_of(api: &DeviceApi, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    client_addr(peer.ip(), forwarded, &api.trusted)
+    /// The client's address: the peer, or what a trusted proxy says it forwarded for.
+    fn source_of(&self, head: &Head<'_>) -> IpAddr {
+        client_addr(
+            head.peer.ip(),
+            head.forwarded_for.iter().copied(),
+            &self.trusted,
+        )
+    }
+
+    /// Charges the source and opens the credential: the steps every device path shares.
+    fn admit<'q>(&self, route: Route, head: &Head<'q>) -> Result<DeviceRequest<'q>, Answer> {
+        let source = self.source_of(head);
+        if !self.flood.allow_source(source) {
+            metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
+            return Err(reply(route, Reply::Flood));
+        }
+        let params = Params::parse(head.query);
+        let token = params.get("mac").unwrap_or_default();
+        let credential = match self.tokens.open(token, now_ms() / 1000) {
+            Ok(credential) if self.vendors.contains_key(&credential.vendor) => credential,
+            Ok(_) => return Err(reply(route, Reply::InvalidMac)),
+            Err(error) => {
+                tracing::debug!(%source, %error, "credential refused");
+                metrics::counter!("ddns_ingest_bad_credentials_total").increment(1);
+                return Err(reply(route, Reply::InvalidMac));
+            }
+        };
+        let user_agent = head
+            .user_agent
+            .map(|ua| truncate(ua.trim(), USER_AGENT_MAX))
+            .unwrap_or_default();
+        Ok(DeviceRequest {
+            source,
+            credential,
+            params,
+            user_agent,
+        })
+    }
+
+    /// Charges the device's quota, then appends `body` and replies with the outcome the fold
+    /// gave it, or `failed` when that cannot be known (the append failed, or the fold was too
+    /// slow).
+    async fn write(
+        &self,
+        route: Route,
+        request: &DeviceRequest<'_>,
+        body: EventBody,
+        failed: Reply,
+    ) -> Answer {
+        if let Err(refused) = request.allow_device(self, route) {
+            return refused;
+        }
+        reply(route, self.commit(body).await.map_or(failed, Reply::from))
+    }
+
+    async fn add(&self, head: &Head<'_>) -> Answer {
+        const ROUTE: Route = Route::Add;
+        let request = match self.admit(ROUTE, head) {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+        let vendor = &self.vendors[&request.credential.vendor];
+        let label = match Label::parse(request.params.get("dm").unwrap_or_default()) {
+            Ok(label) => label,
+            Err(_) => return reply(ROUTE, Reply::InvalidHostname),
+        };
+        let Ok(fqdn) = vendor.zone.child(&label) else {
+            return reply(ROUTE, Reply::InvalidHostname);
+        };
+        let Some(addr) = request.addr() else {
+            return reply(ROUTE, Reply::InvalidIp);
+        };
+        let device = request.device();
+        // Answered from memory when the fold would change nothing: no event for a no-op.
+        let known = self.known(|state| {
+            if state.owner(&fqdn).is_some_and(|owner| *owner != device) {
+                return Some(Reply::NameTaken);
+            }
+            let current = state.device(&device)?;
+            (current.fqdn == fqdn && current.addr_of_family(addr) == Some(addr))
+                .then_some(Reply::NoChange)
+        });
+        if let Some(known) = known.await {
+            return reply(ROUTE, known);
+        }
+        let body = EventBody::DeviceAdd {
+            device,
+            zone: vendor.zone.clone(),
+            label,
+            addr,
+            user_agent: request.user_agent.clone(),
+            fields: request.fields(vendor),
+        };
+        self.write(ROUTE, &request, body, Reply::ServerError).await
+    }
+
+    async fn update(&self, head: &Head<'_>) -> Answer {
+        const ROUTE: Route = Route::Update;
+        let request = match self.admit(ROUTE, head) {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+        let vendor = &self.vendors[&request.credential.vendor];
+        let Some(addr) = request.addr() else {
+            return reply(ROUTE, Reply::InvalidIp);
+        };
+        let device = request.device();
+        let known = self.known(|state| match state.device(&device) {
+            None => Some(Reply::NotFound),
+            Some(current) if current.addr_of_family(addr) == Some(addr) => Some(Reply::NoChange),
+            Some(_) => None,
+        });
+        if let Some(known) = known.await {
+            return reply(ROUTE, known);
+        }
+        let body = EventBody::DeviceUpdate {
+            device,
+            zone: vendor.zone.clone(),
+            addr,
+            user_agent: request.user_agent.clone(),
+            fields: request.fields(vendor),
+        };
+        self.write(ROUTE, &request, body, Reply::ServerError).await
+    }
+
+    async fn remove(&self, head: &Head<'_>) -> Answer {
+        const ROUTE: Route = Route::Remove;
+        let request = match self.admit(ROUTE, head) {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+        let device = request.device();
+        let known = self.known(|state| state.device(&device).is_none().then_some(Reply::NotFound));
+        if let Some(known) = known.await {
+            return reply(ROUTE, known);
+        }
+        let zone = self.vendors[&request.credential.vendor].zone.clone();
+        let body = EventBody::DeviceRemove { device, zone };
+        // A remove that cannot be made durable is "delete failed": the device may retry it.
+        self.write(ROUTE, &request, body, Reply::DeleteFailed).await
+    }
+
+    fn ipcheck(&self, head: &Head<'_>) -> Answer {
+        const ROUTE: Route = Route::Ipcheck;
+        let request = match self.admit(ROUTE, head) {
+            Ok(request) => request,
+            Err(refused) => return refused,
+        };
+        let device = request.device();
+        let registered = self.view.with_state(|state| {
+            state
+                .device(&device)
+                .map(|d| d.v4.map(IpAddr::V4).or(d.v6.map(IpAddr::V6)))
+        });
+        match registered.flatten() {
+            Some(addr) => reply(ROUTE, Reply::Registered(addr)),
+            None => reply(ROUTE, Reply::NotFound),
+        }
+    }
+
+    fn ipdetect(&self, head: &Head<'_>) -> Answer {
+        let source = self.source_of(head);
+        if !self.flood.allow_source(source) {
+            metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
+            return reply(Route::Ipdetect, Reply::Flood);
+        }
+        metrics::counter!("ddns_ingest_replies_total", "path" => "ipdetect", "code" => "ip")
+            .increment(1);
+        Answer::ok(source.to_string())
+    }
+
+    fn cipher(&self, head: &Head<'_>) -> Answer {
+        let source = self.source_of(head);
+        if !self.flood.allow_source(source) {
+            return reply(Route::Cipher, Reply::Flood);
+        }
+        let params = Params::parse(head.query);
+        // Without `vendor`, the only vendor, if there is just one.
+        let only = (self.vendors.len() == 1)
+            .then(|| self.vendors.keys().next())
+            .flatten();
+        let vendor = params.get("vendor").or(only.map(String::as_str));
+        let refused = |body: String| Answer {
+            status: StatusCode::BAD_REQUEST,
+            body,
+        };
+        match vendor.map(|vendor| {
+            self.tokens.seal(
+                vendor,
+                params.get("mac").unwrap_or_default(),
+                now_ms() / 1000,
+            )
+        }) {
+            Some(Ok(token)) => Answer::ok(token),
+            Some(Err(error)) => refused(format!("cannot seal: {error}\n")),
+            None => refused("name a vendor: vendor=NAME\n".into()),
+        }
+    }
 }
 
 impl DeviceRequest<'_> {
@@ -432,7 +720,7 @@ impl DeviceRequest<'_> {
             .collect()
     }
 
-    fn allow_device(&self, api: &DeviceApi, path: &'static str) -> Result<(), ReplyText> {
+    fn allow_device(&self, api: &DeviceApi, route: Route) -> Result<(), Answer> {
         if api
             .flood
             .allow_device(&self.credential.vendor, &self.credential.mac)
@@ -440,24 +728,9 @@ impl DeviceRequest<'_> {
             Ok(())
         } else {
             metrics::counter!("ddns_ingest_floods_total", "scope" => "device").increment(1);
-            Err(reply(path, Reply::Flood))
+            Err(reply(route, Reply::Flood))
         }
     }
-}
-
-/// Charges the device's quota, then appends `body` and replies with the outcome the fold gave
-/// it, or `failed` when that cannot be known (the append failed, or the fold was too slow).
-async fn write(
-    api: &DeviceApi,
-    path: &'static str,
-    request: &DeviceRequest<'_>,
-    body: EventBody,
-    failed: Reply,
-) -> ReplyText {
-    if let Err(refused) = request.allow_device(api, path) {
-        return refused;
-    }
-    reply(path, api.commit(body).await.map_or(failed, Reply::from))
 }
 
 /// An address a host record may hold: not unspecified, multicast or broadcast.
@@ -482,170 +755,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn add(
-    State(api): State<Arc<DeviceApi>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    http: Request,
-) -> ReplyText {
-    const PATH: &str = "add";
-    let request = match admit(&api, PATH, peer, &http) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    let vendor = &api.vendors[&request.credential.vendor];
-    let label = match Label::parse(request.params.get("dm").unwrap_or_default()) {
-        Ok(label) => label,
-        Err(_) => return reply(PATH, Reply::InvalidHostname),
-    };
-    let Ok(fqdn) = vendor.zone.child(&label) else {
-        return reply(PATH, Reply::InvalidHostname);
-    };
-    let Some(addr) = request.addr() else {
-        return reply(PATH, Reply::InvalidIp);
-    };
-    let device = request.device();
-    // Answered from memory when the fold would change nothing: no event for a no-op.
-    let known = api.known(|state| {
-        if state.owner(&fqdn).is_some_and(|owner| *owner != device) {
-            return Some(Reply::NameTaken);
-        }
-        let current = state.device(&device)?;
-        (current.fqdn == fqdn && current.addr_of_family(addr) == Some(addr))
-            .then_some(Reply::NoChange)
-    });
-    if let Some(known) = known.await {
-        return reply(PATH, known);
-    }
-    let body = EventBody::DeviceAdd {
-        device,
-        zone: vendor.zone.clone(),
-        label,
-        addr,
-        user_agent: request.user_agent.clone(),
-        fields: request.fields(vendor),
-    };
-    write(&api, PATH, &request, body, Reply::ServerError).await
-}
-
-async fn update(
-    State(api): State<Arc<DeviceApi>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    http: Request,
-) -> ReplyText {
-    const PATH: &str = "update";
-    let request = match admit(&api, PATH, peer, &http) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    let vendor = &api.vendors[&request.credential.vendor];
-    let Some(addr) = request.addr() else {
-        return reply(PATH, Reply::InvalidIp);
-    };
-    let device = request.device();
-    let known = api.known(|state| match state.device(&device) {
-        None => Some(Reply::NotFound),
-        Some(current) if current.addr_of_family(addr) == Some(addr) => Some(Reply::NoChange),
-        Some(_) => None,
-    });
-    if let Some(known) = known.await {
-        return reply(PATH, known);
-    }
-    let body = EventBody::DeviceUpdate {
-        device,
-        zone: vendor.zone.clone(),
-        addr,
-        user_agent: request.user_agent.clone(),
-        fields: request.fields(vendor),
-    };
-    write(&api, PATH, &request, body, Reply::ServerError).await
-}
-
-async fn remove(
-    State(api): State<Arc<DeviceApi>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    http: Request,
-) -> ReplyText {
-    const PATH: &str = "remove";
-    let request = match admit(&api, PATH, peer, &http) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    let device = request.device();
-    let known = api.known(|state| state.device(&device).is_none().then_some(Reply::NotFound));
-    if let Some(known) = known.await {
-        return reply(PATH, known);
-    }
-    let zone = api.vendors[&request.credential.vendor].zone.clone();
-    let body = EventBody::DeviceRemove { device, zone };
-    // A remove that cannot be made durable is "delete failed": the device may retry it.
-    write(&api, PATH, &request, body, Reply::DeleteFailed).await
-}
-
-async fn ipcheck(
-    State(api): State<Arc<DeviceApi>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    http: Request,
-) -> ReplyText {
-    const PATH: &str = "ipcheck";
-    let request = match admit(&api, PATH, peer, &http) {
-        Ok(request) => request,
-        Err(refused) => return refused,
-    };
-    let device = request.device();
-    let registered = api.view.with_state(|state| {
-        state
-            .device(&device)
-            .map(|d| d.v4.map(IpAddr::V4).or(d.v6.map(IpAddr::V6)))
-    });
-    match registered.flatten() {
-        Some(addr) => reply(PATH, Reply::Registered(addr)),
-        None => reply(PATH, Reply::NotFound),
-    }
-}
-
-async fn ipdetect(
+/// The axum handler of every route: the request's head, answered by [`DeviceApi::respond`].
+async fn handle(
+    route: Route,
     State(api): State<Arc<DeviceApi>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     http: Request,
 ) -> Response {
-    let source = source_of(&api, peer, http.headers());
-    if !api.flood.allow_source(source) {
-        metrics::counter!("ddns_ingest_floods_total", "scope" => "source").increment(1);
-        return reply("ipdetect", Reply::Flood).into_response();
-    }
-    metrics::counter!("ddns_ingest_replies_total", "path" => "ipdetect", "code" => "ip")
-        .increment(1);
-    ReplyText(source.to_string()).into_response()
-}
-
-async fn cipher(
-    State(api): State<Arc<DeviceApi>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    http: Request,
-) -> Response {
-    let source = source_of(&api, peer, http.headers());
-    if !api.flood.allow_source(source) {
-        return reply("cipher", Reply::Flood).into_response();
-    }
-    let params = Params::parse(http.uri().query().unwrap_or_default());
-    // Without `vendor`, the only vendor, if there is just one.
-    let only = (api.vendors.len() == 1)
-        .then(|| api.vendors.keys().next())
-        .flatten();
-    let vendor = params.get("vendor").or(only.map(String::as_str));
-    match vendor.map(|vendor| {
-        api.tokens.seal(
-            vendor,
-            params.get("mac").unwrap_or_default(),
-            now_ms() / 1000,
-        )
-    }) {
-        Some(Ok(token)) => ReplyText(token).into_response(),
-        Some(Err(error)) => {
-            (StatusCode::BAD_REQUEST, format!("cannot seal: {error}\n")).into_response()
-        }
-        None => (StatusCode::BAD_REQUEST, "name a vendor: vendor=NAME\n").into_response(),
-    }
+    let head = Head::of_http(peer, &http);
+    api.respond(route, &head).await.into_response()
 }
 
 #[cfg(test)]

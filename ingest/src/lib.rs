@@ -5,12 +5,14 @@
 //! the projector's state, anything else becomes an event appended to the log, and the reply is
 //! the outcome the fold gave that event once it is durable and applied.
 //!
-//! - [`DeviceApi`]: the device API's routes (`add`, `update`, `remove`, `ipcheck`, `ipdetect`).
+//! - [`DeviceApi`]: the device API's routes (`add`, `update`, `remove`, `ipcheck`, `ipdetect`),
+//!   served by its own HTTP/1.1 server ([`DeviceApi::serve`]) or as an axum router.
 //! - [`TokenBook`]: the device credential (`mac=TOKEN`), its wire format and key rotation.
 //! - [`FloodGuard`]: the per-source and per-device quotas behind reply `911`.
 
 mod device_api;
 mod flood;
+mod http;
 mod source;
 mod token;
 
