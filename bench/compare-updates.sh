@@ -6,11 +6,19 @@
 #   bash bench/compare-updates.sh            # N=100000 names, DUR=20 s per server
 #   N=20000 DUR=10 bash bench/compare-updates.sh
 #   CLIENTS=64 (dnsperf clients, 256 outstanding) CONNS=256 (loadgen connections)
+#   PRIO=rt   every server and client at SCHED_RR priority 1: on a machine shared with other
+#             work (compilers), none of them waits behind it (close to a quiet machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
 DUR=${DUR:-20}
 CLIENTS=${CLIENTS:-64}
+prio=()
+case "${PRIO:-}" in
+  "") ;;
+  rt) prio=(chrt -r 1) ;;
+  *) echo "PRIO is empty or rt" >&2; exit 1 ;;
+esac
 
 need=()
 for p in knot bind9 dnsperf; do
@@ -76,7 +84,7 @@ dnsperf_lat() { awk '/Average Latency/ {print $4*1000}' "$1"; }
 run_dnsperf() { # run_dnsperf NAME PORT PID
   local out="$work/$1.dnsperf" before after
   before=$(cpu_secs "$3")
-  dnsperf -u -s 127.0.0.1 -p "$2" -d "$updates" -l "$DUR" -c "$CLIENTS" -q 256 \
+  "${prio[@]}" dnsperf -u -s 127.0.0.1 -p "$2" -d "$updates" -l "$DUR" -c "$CLIENTS" -q 256 \
     -y "hmac-sha256:upd:$secret" > "$out" 2>&1 || { cat "$out" >&2; return 1; }
   after=$(cpu_secs "$3")
   local rcodes; rcodes=$(awk '/Response codes:/ {sub(/.*Response codes: /, ""); print}' "$out")
@@ -114,7 +122,7 @@ log:
   - target: stderr
     any: warning
 CONF
-knotd -c "$work/knot/knot.conf" 2> "$work/knot/stderr" & pids+=($!); knot_pid=$!
+"${prio[@]}" knotd -c "$work/knot/knot.conf" 2> "$work/knot/stderr" & pids+=($!); knot_pid=$!
 wait_port "$knot_port"
 run_dnsperf Knot "$knot_port" "$knot_pid"
 kill "$knot_pid"; wait "$knot_pid" 2>/dev/null || true
@@ -134,7 +142,7 @@ controls { };
 key "upd" { algorithm hmac-sha256; secret "$secret"; };
 zone "dyn.example" { type primary; file "$work/bind/dyn.example.zone"; allow-update { key "upd"; }; };
 CONF
-named -g -c "$work/bind/named.conf" > "$work/bind/stderr" 2>&1 & pids+=($!); bind_pid=$!
+"${prio[@]}" named -g -c "$work/bind/named.conf" > "$work/bind/stderr" 2>&1 & pids+=($!); bind_pid=$!
 wait_port "$bind_port"
 run_dnsperf BIND "$bind_port" "$bind_pid"
 kill "$bind_pid"; wait "$bind_pid" 2>/dev/null || true
@@ -153,12 +161,12 @@ device_burst = 100000
 source_requests_per_minute = 1000000000
 source_burst = 10000000
 CONF
-"$bin/ddnsd" serve --config "$ddnsd_dir/ddnsd.toml" --data-dir "$ddnsd_dir/data" \
+"${prio[@]}" "$bin/ddnsd" serve --config "$ddnsd_dir/ddnsd.toml" --data-dir "$ddnsd_dir/data" \
   --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 2> "$ddnsd_dir/stderr" & pids+=($!); ddnsd_pid=$!
 for _ in $(seq 1 300); do grep -q "ddnsd ready" "$ddnsd_dir/stderr" && break; sleep 0.1; done
 ready=$(grep "ddnsd ready" "$ddnsd_dir/stderr") || { cat "$ddnsd_dir/stderr" >&2; exit 1; }
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<< "$ready"); dns=$(sed -E 's/.*dns=([^ ]+).*/\1/' <<< "$ready")
-loadgen=("$bin/ddns-loadgen" --http "$http" --dns "$dns" --devices "$N"
+loadgen=("${prio[@]}" "$bin/ddns-loadgen" --http "$http" --dns "$dns" --devices "$N"
   --key-file "$ddnsd_dir/data/keys/demo.key" --propagation-sample 0 --quiet)
 "${loadgen[@]}" --scenario surge --surge-window 1s --poll-interval 3600s --duration 1s \
   --timeout 120s --connections 256 --verify none > "$work/register.out" 2>&1 \

@@ -10,12 +10,21 @@
 # allows 911-free traffic from 127.0.0.1 but keeps its default per-device quota.
 #
 # FLEET_ARGS adds flags to fleet1m's loadgen (e.g. "--threads 1 --connections 256").
-# NICE=-10 runs the server and the loadgen at that priority: on a machine that is also
-# compiling, the figures then show ddnsd rather than the scheduler's share for it.
+# PRIO=rt runs the server and the loadgen at SCHED_RR priority 1: on a machine that is also
+# compiling, the figures then show ddnsd rather than the scheduler's share for it. (NICE=-10
+# does not: with autogroups, the default on this kernel, nice only ranks a session's own
+# processes, and every shell's session competes as an equal with the compilers' sessions.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prio=()
-[ -z "${NICE:-}" ] || prio=(nice -n "$NICE")
+case "${PRIO:-}" in
+"") [ -z "${NICE:-}" ] || prio=(nice -n "$NICE") ;;
+rt) prio=(chrt -r 1) ;;
+*)
+    echo "PRIO is empty or rt"
+    exit 1
+    ;;
+esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddnsd-target}"
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(steady30k churn30k surge1m fleet1m)

@@ -98,7 +98,10 @@ async fn serve_device_api(
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
-            pruner.prune();
+            // A walk over every flood-control key (a million after a surge): off the runtime's
+            // threads, which serve requests.
+            let pruner = pruner.clone();
+            let _ = tokio::task::spawn_blocking(move || pruner.prune()).await;
         }
     });
     // The device API's own HTTP/1.1 server (ingest/src/http.rs), not axum's: a fraction of
@@ -147,6 +150,15 @@ async fn serve_metrics(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         .await
         .with_context(|| format!("binding metrics on {addr}"))?;
     let bound = listener.local_addr()?;
+    // Histograms keep every sample until drained: drain them even when nobody scrapes.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let router = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || std::future::ready(handle.render())),

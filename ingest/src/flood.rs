@@ -62,6 +62,11 @@ impl Default for FloodConfig {
 
 type Limiter<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+/// Shards of each limiter's map. [`FloodGuard::prune`] locks one shard at a time, and checks
+/// of keys in that shard wait for it: after a surge a map holds a million keys, and with
+/// DashMap's default (4 × cores: 8 here) one shard's pass took milliseconds.
+const SHARDS: usize = 512;
+
 /// The running quotas; share one per server (it is `Sync`).
 ///
 /// `C` is governor's clock: the default reads a fast monotonic clock; tests pass
@@ -105,7 +110,8 @@ where
     let per_minute = NonZeroU32::new(per_minute)?;
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::per_minute(per_minute).allow_burst(burst);
-    Some(RateLimiter::dashmap_with_clock(quota, clock))
+    let store = DashMapStateStore::<K>::with_shard_amount(SHARDS);
+    Some(RateLimiter::new(quota, store, clock))
 }
 
 impl<C: Clock> FloodGuard<C> {
@@ -128,14 +134,16 @@ impl<C: Clock> FloodGuard<C> {
     /// Drops idle keys (call periodically, e.g. every 60 s) so memory stays bounded under a
     /// flood of distinct keys. A key is idle one emission interval (`60/N` s) after its burst
     /// has fully refilled; forgetting it then changes no answer.
+    ///
+    /// It walks every key (a million after a surge: tens of milliseconds), one shard locked
+    /// at a time, so call it where blocking is fine (`spawn_blocking`), not on a runtime
+    /// thread that serves requests. The maps give memory back only when most of it is unused.
     pub fn prune(&self) {
         for limiter in self.sources.iter() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            prune(limiter);
         }
         for limiter in self.devices.iter() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            prune(limiter);
         }
     }
 
@@ -158,6 +166,15 @@ impl<C: Clock> FloodGuard<C> {
             h.finish()
         });
         u128::from(high) << 64 | u128::from(low)
+    }
+}
+
+fn prune<K: Hash + Eq + Clone, C: Clock>(limiter: &Limiter<K, C>) {
+    let before = limiter.len();
+    limiter.retain_recent();
+    // Shrinking rebuilds every shard's table; worth it only once most keys are gone.
+    if limiter.len() < before / 4 {
+        limiter.shrink_to_fit();
     }
 }
 
