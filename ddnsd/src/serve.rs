@@ -34,6 +34,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         () = view.wait_applied(&end) => {}
         stopped = &mut projector_task => return Err(projector_stopped(stopped)),
     }
+    // Folding the tail (all of the log on a first start) allocated and freed on every runtime
+    // thread, and glibc keeps freed pages in per-thread arenas: 100-200 MB with a 1M-host log.
+    release_freed_memory();
 
     let dns = match config.role.serves_dns() {
         true => Some(
@@ -108,6 +111,17 @@ async fn serve_device_api(
     // the CPU per request.
     let task = tokio::spawn(api.serve(listener, shutdown_signal()));
     Ok((addr, task))
+}
+
+/// Gives the heap's free pages back to the OS.
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions: it walks glibc's own arenas under their locks
+    // and may be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The zones to serve: each vendor's, once.
