@@ -1,6 +1,7 @@
 //! Bytes per host of what a node keeps in memory, measured as the growth of the process's RSS
-//! while 1M hosts (as `ddnsd import` would make them) are folded into a `State` and set in a
-//! `LiveZone`. Run: `cargo run --release -p ddns-bench --example memory [N]`.
+//! while 1M hosts (as `ddnsd import` would make them, then as devices would register them) are
+//! folded into a `State` and set in a `LiveZone`. Run:
+//! `cargo run --release -p ddns-bench --example memory [N]`.
 //!
 //! The headline `LiveZone` figure is for names like `h123456.dyn.example` with an A address, whose
 //! slot holds both inline; the next line shows what spills (see `core/src/zone/table.rs`): names
@@ -10,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ddns_core::{
-    Device, DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, LiveZone, State, ZoneApex,
+    DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, State, ZoneApex,
 };
 
 fn rss_bytes() -> u64 {
@@ -50,6 +51,30 @@ fn main() {
     }
     let state_bytes = rss_bytes() - before;
 
+    // The same names registered by devices, with the values a device typically sends.
+    let before = rss_bytes();
+    let mut devices = State::new();
+    for i in 0..n {
+        let m = i.to_be_bytes();
+        let body = EventBody::DeviceAdd {
+            device: DeviceId {
+                vendor: "demo".into(),
+                mac: format!("00:11:{:02X}:{:02X}:{:02X}:{:02X}", m[0], m[1], m[2], m[3]),
+            },
+            zone: zone.clone(),
+            label: Label::parse(&format!("h{i}")).expect("valid"),
+            addr: addr(i),
+            user_agent: "Company - Device - 1.0".into(),
+            fields: vec![("port".into(), "8080".into())],
+        };
+        devices.apply(&Event {
+            id: EventId(i.into()),
+            at_ms: 1_700_000_000_000 + u64::from(i),
+            body,
+        });
+    }
+    let devices_bytes = rss_bytes() - before;
+
     let zone_bytes = |name: &dyn Fn(u32) -> Fqdn, with_v6: bool| {
         let names: Vec<Fqdn> = (0..n).map(name).collect();
         let before = rss_bytes();
@@ -82,21 +107,29 @@ fn main() {
         per(zone_a),
         (state_bytes + zone_a) as f64 / 1e6
     );
-    // Where the State's bytes go: its slot array, and what each slot owns on the heap.
-    let slot = size_of::<DeviceId>() + size_of::<Device>();
-    println!(
-        "State: {slot} B/host its slots (DeviceId {} + Device {}), {:.0} B/host the rest: three \
-         heap strings per host (vendor, owner id and name, each at least a 32-byte malloc chunk) \
-         and two tables of slot numbers",
-        size_of::<DeviceId>(),
-        size_of::<Device>(),
-        per(state_bytes) - slot as f64
-    );
     println!(
         "LiveZone, spilled: {:.0} B/host for device-0000123.dyn.example (A), {:.0} B/host for \
          h123.dyn.example with A and AAAA",
         per(zone_long),
         per(zone_both)
     );
-    std::hint::black_box(&state);
+    println!(
+        "State of {n} hosts registered by devices (vendor demo, a MAC, a User-Agent, one field): \
+         {:.0} B/host",
+        per(devices_bytes)
+    );
+    // Where the State's bytes go (see core/src/fold/mod.rs for the layout).
+    for (what, state) in [("imported", &state), ("device", &devices)] {
+        let f = state.footprint();
+        let per = |bytes: usize| bytes as f64 / f64::from(n);
+        println!(
+            "State, {what} hosts: slots {:.1} + records {:.1} + indexes {:.1} + shared strings \
+             {:.4} B/host",
+            per(f.slots),
+            per(f.records),
+            per(f.indexes),
+            per(f.strings)
+        );
+    }
+    std::hint::black_box((&state, &devices));
 }

@@ -19,7 +19,7 @@ pub use codec::{
     DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event,
 };
 pub use event::{DeviceId, Event, EventBody, EventId, Fields, IMPORT_VENDOR, import_owner};
-pub use fold::{Applied, Device, Outcome, State};
+pub use fold::{Applied, Device, DeviceRef, FieldsRef, Footprint, NameRef, Outcome, State};
 pub use names::{Fqdn, Label, NameError};
 pub use reply::Reply;
 pub use zone::{HostAddrs, LiveZone, Lookup, ZoneApex, normalize};

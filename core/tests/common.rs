@@ -75,7 +75,7 @@ pub fn snapshot_bytes(state: &State) -> Vec<u8> {
         .map(|(id, d)| {
             (
                 format!("{}\0{}", id.vendor, id.mac),
-                encode_device(d).expect("encodes"),
+                encode_device(&d.to_device()).expect("encodes"),
             )
         })
         .collect();
@@ -89,7 +89,7 @@ pub fn snapshot_bytes(state: &State) -> Vec<u8> {
 pub fn check_invariants(state: &State) {
     for (id, device) in state.devices() {
         assert_eq!(
-            state.owner(&device.fqdn),
+            state.owner(&device.fqdn.to_fqdn()),
             Some(id),
             "owner of {} is not its device",
             device.fqdn
@@ -104,6 +104,6 @@ pub fn check_invariants(state: &State) {
     // Every name has one owner and every device one name: the counts agree only if owners
     // map names to devices one to one (the loop above showed each device's name maps back).
     let names: std::collections::HashSet<_> =
-        state.devices().map(|(_, d)| d.fqdn.clone()).collect();
+        state.devices().map(|(_, d)| d.fqdn.to_fqdn()).collect();
     assert_eq!(names.len(), state.len(), "two devices share a name");
 }

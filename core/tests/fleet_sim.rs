@@ -1,6 +1,7 @@
 //! A seeded simulation of a device fleet folded through `State::apply`: thousands of devices
-//! adding, changing address, sending no-change updates, being removed, events replayed, and the
-//! projector restarting from a snapshot. Checks the fold's invariants and determinism.
+//! adding, changing address, sending no-change updates, upgrading firmware (a new User-Agent and
+//! fields), being removed, events replayed, and the projector restarting from a snapshot.
+//! Checks the fold's invariants and determinism, and that the state compacts its records.
 //!
 //! Set `DDNS_SIM_SEED=N` to rerun one seed; a failure prints the seed that produced it.
 
@@ -10,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::*;
 use ddns_core::{
-    DeviceId, Event, Outcome, State, decode_device, decode_event, encode_device, encode_event,
+    DeviceId, Event, EventBody, Outcome, State, decode_device, decode_event, encode_device,
+    encode_event,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -44,8 +46,8 @@ fn random_addr(rng: &mut StdRng) -> IpAddr {
 fn restart(state: &State) -> State {
     let mut restored = State::new();
     for (id, device) in state.devices() {
-        let bytes = encode_device(device).expect("encodes");
-        restored.restore(id.clone(), decode_device(&bytes).expect("decodes"));
+        let bytes = encode_device(&device.to_device()).expect("encodes");
+        restored.restore(id, decode_device(&bytes).expect("decodes"));
     }
     restored
 }
@@ -58,6 +60,10 @@ fn simulate(seed: u64) {
     let mut wan: Vec<Option<IpAddr>> = vec![None; DEVICES as usize];
     let mut counts = [0usize; 6];
     let mut imports_created = 0usize;
+    // Each device's firmware version: an upgrade changes its User-Agent and fields, so its
+    // record is rewritten and the old one left as garbage, which the state compacts.
+    let mut firmware = vec![0u32; DEVICES as usize];
+    let mut compactions = 0usize;
     for step in 0..STEPS {
         let dev = rng.random_range(0..DEVICES);
         let id = step as u128;
@@ -104,24 +110,32 @@ fn simulate(seed: u64) {
             }
             _ => remove(id, dev),
         };
+        if rng.random_bool(0.5) {
+            firmware[dev as usize] += 1;
+        }
+        let event = with_firmware(event, firmware[dev as usize]);
         let bytes = encode_event(&event).expect("encodes");
         assert_eq!(
             decode_event(&bytes).as_ref(),
             Ok(&event),
             "codec round trip"
         );
-        let before = state.device(&event.device()).cloned();
+        let before = state.device(&event.device()).map(|d| d.to_device());
+        let garbage = state.footprint().garbage;
         let applied = state.apply(&event);
+        if state.footprint().garbage < garbage {
+            compactions += 1;
+        }
         check_outcome(&event, before.as_ref(), &state, &applied.outcome);
         counts[outcome_index(&applied.outcome)] += 1;
         if matches!(
             (&event.body, &applied.outcome),
-            (ddns_core::EventBody::HostImport { .. }, Outcome::Created(_))
+            (EventBody::HostImport { .. }, Outcome::Created(_))
         ) {
             imports_created += 1;
         }
         log.push(bytes);
-        if step % 5_000 == 4_999 {
+        if step % 10_000 == 9_999 {
             check_invariants(&state);
             // A restart: the snapshot restores to the same state, and folding on from it gives
             // what folding on without the restart gives.
@@ -132,6 +146,7 @@ fn simulate(seed: u64) {
     // Every outcome happened: the simulation exercises the whole fold.
     assert!(counts.iter().all(|&n| n > 0), "outcomes seen: {counts:?}");
     assert!(imports_created > 0, "imports exercised");
+    assert!(compactions > 0, "compaction exercised");
     // Folding the same log again from nothing gives a byte-identical snapshot.
     let mut replayed = State::new();
     for bytes in &log {
@@ -144,6 +159,22 @@ fn simulate(seed: u64) {
     );
 }
 
+/// The event as a device on firmware `version` sends it (a replayed event keeps its own).
+fn with_firmware(mut event: Event, version: u32) -> Event {
+    if let EventBody::DeviceAdd {
+        user_agent, fields, ..
+    }
+    | EventBody::DeviceUpdate {
+        user_agent, fields, ..
+    } = &mut event.body
+        && version > 0
+    {
+        *user_agent = format!("Acme - Cam - {version}");
+        *fields = vec![("fw".into(), version.to_string())];
+    }
+    event
+}
+
 /// The outcome is the one the fold's rules give for the device's state before the event.
 fn check_outcome(
     event: &Event,
@@ -154,20 +185,22 @@ fn check_outcome(
     let device: &DeviceId = &event.device();
     match outcome {
         Outcome::Created(fqdn) => {
-            assert_eq!(after.owner(fqdn), Some(device));
+            assert_eq!(after.owner(fqdn).as_ref(), Some(device));
             assert_ne!(before.map(|d| &d.fqdn), Some(fqdn));
         }
         Outcome::Modified | Outcome::NoChange => {
             assert_eq!(
-                before.map(|d| &d.fqdn),
-                after.device(device).map(|d| &d.fqdn)
+                before.map(|d| d.fqdn.clone()),
+                after.device(device).map(|d| d.fqdn.to_fqdn())
             );
             assert_eq!(
                 matches!(outcome, Outcome::NoChange),
                 before.map(|d| d.addrs()) == after.device(device).map(|d| d.addrs())
             );
         }
-        Outcome::NameTaken => assert_eq!(before, after.device(device)),
+        Outcome::NameTaken => {
+            assert_eq!(before, after.device(device).map(|d| d.to_device()).as_ref())
+        }
         Outcome::NotFound => assert!(before.is_none() && after.device(device).is_none()),
         Outcome::Removed => assert!(before.is_some() && after.device(device).is_none()),
     }

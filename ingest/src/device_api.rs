@@ -563,7 +563,7 @@ impl DeviceApi {
         let device = request.device();
         // Answered from memory when the fold would change nothing: no event for a no-op.
         let known = self.known(|state| {
-            if state.owner(&fqdn).is_some_and(|owner| *owner != device) {
+            if state.owner(&fqdn).is_some_and(|owner| owner != device) {
                 return Some(Reply::NameTaken);
             }
             let current = state.device(&device)?;

@@ -534,7 +534,7 @@ async fn user_agent_and_vendor_fields_are_stored_with_the_device() {
     };
     let stored = h
         .view
-        .with_state(|s| s.device(&device).cloned())
+        .with_state(|s| s.device(&device).map(|d| d.to_device()))
         .expect("stored, MAC normalised");
     assert_eq!(stored.user_agent, "Acme - Cam - 1.0");
     let expected = vec![

@@ -154,7 +154,7 @@ impl Projector {
             touched
                 .into_iter()
                 .map(|id| {
-                    let device = state.device(&id).cloned();
+                    let device = state.device(&id).map(Device::from);
                     (id, device)
                 })
                 .collect()
@@ -298,7 +298,7 @@ mod write_behind_tests {
     fn devices(view: &ProjectorView) -> Vec<(DeviceId, Device)> {
         let mut all: Vec<_> = view.with_state(|s| {
             s.devices()
-                .map(|(id, device)| (id.clone(), device.clone()))
+                .map(|(id, device)| (id, device.into()))
                 .collect()
         });
         all.sort_by(|a, b| a.0.mac.cmp(&b.0.mac));
