@@ -9,10 +9,18 @@ pub fn zone() -> Fqdn {
     Fqdn::parse("dyn.example").expect("valid zone")
 }
 
+/// Device `n`, its MAC in one of the forms devices use (the state stores MACs in their usual
+/// forms as octets, others as text).
 pub fn device(n: u32) -> DeviceId {
+    let [a, b, c, d] = n.to_be_bytes();
+    let mac = match n % 3 {
+        0 => format!("02:00:{a:02X}:{b:02X}:{c:02X}:{d:02X}"),
+        1 => format!("0200{a:02X}{b:02X}{c:02X}{d:02X}"),
+        _ => format!("SN-{n:08}"),
+    };
     DeviceId {
         vendor: "acme".into(),
-        mac: format!("00:00:{n:08X}"),
+        mac,
     }
 }
 

@@ -34,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::HashTable;
 
 use self::interner::Interner;
-use self::record::{ALIGN, Head, Record};
+use self::record::{ALIGN, Head, MAC_TEXT_MAX, Mac, Record};
 pub use self::view::{DeviceRef, FieldsRef, NameRef};
 use crate::event::Fields;
 use crate::event::{DeviceId, Event, EventBody, IMPORT_VENDOR};
@@ -228,6 +228,8 @@ impl State {
             ..
         } = self;
         slots.reserve_exact(additional);
+        // A typical record's size: an estimate, and what it overshoots is never touched.
+        arena.reserve(additional * 48);
         by_name.reserve(additional, |&i| {
             name_hash(
                 hasher,
@@ -396,7 +398,8 @@ impl State {
         match record.vendor {
             Some(vendor) => DeviceId {
                 vendor: self.strings.get(vendor).into(),
-                mac: String::from_utf8(record.mac.to_vec()).expect("a stored MAC is UTF-8"),
+                mac: String::from_utf8(record.mac.text(&mut [0; MAC_TEXT_MAX]).to_vec())
+                    .expect("a stored MAC is UTF-8"),
             },
             None => DeviceId {
                 vendor: IMPORT_VENDOR.into(),
@@ -409,7 +412,7 @@ impl State {
     fn is_owned_by(&self, index: usize, vendor: &str, mac: &str) -> bool {
         let record = self.record(index);
         match record.vendor {
-            Some(id) => record.mac == mac.as_bytes() && self.strings.get(id) == vendor,
+            Some(id) => record.mac == Mac::of(mac.as_bytes()) && self.strings.get(id) == vendor,
             None => vendor == IMPORT_VENDOR && name_of(&record, &self.strings) == *mac,
         }
     }
@@ -455,7 +458,7 @@ impl State {
             created_ms: new.created_ms,
             updated_ms: new.updated_ms,
             vendor: (!import).then(|| strings.acquire(vendor)),
-            mac: if import { b"" } else { mac.as_bytes() },
+            mac: Mac::of(if import { b"" } else { mac.as_bytes() }),
             parent: name.parent().map(|parent| strings.acquire(parent)),
             label: name.label(),
             user_agent: (!new.user_agent.is_empty()).then(|| strings.acquire(new.user_agent)),
@@ -476,7 +479,11 @@ impl State {
             let hash = device_hash(hasher, vendor, mac.as_bytes());
             by_device.insert_unique(hash, index, |&i| {
                 let record = record_at(arena, slots[i as usize]);
-                device_hash(hasher, vendor_of(&record, strings), record.mac)
+                device_hash(
+                    hasher,
+                    vendor_of(&record, strings),
+                    record.mac.text(&mut [0; MAC_TEXT_MAX]),
+                )
             });
         }
     }
@@ -581,7 +588,11 @@ impl State {
         let in_names = by_name.find_entry(name_hash(hasher, name), |&i| i as usize == index);
         in_names.expect("every slot is in the name table").remove();
         if record.vendor.is_some() {
-            let hash = device_hash(hasher, vendor_of(&record, strings), record.mac);
+            let hash = device_hash(
+                hasher,
+                vendor_of(&record, strings),
+                record.mac.text(&mut [0; MAC_TEXT_MAX]),
+            );
             let in_devices = by_device.find_entry(hash, |&i| i as usize == index);
             in_devices
                 .expect("every device's slot is in the device table")
@@ -599,7 +610,11 @@ impl State {
             let number = by_name.find_mut(hash, |&i| i as usize == last);
             *number.expect("the moved slot is in the name table") = index as u32;
             if record.vendor.is_some() {
-                let hash = device_hash(hasher, vendor_of(&record, strings), record.mac);
+                let hash = device_hash(
+                    hasher,
+                    vendor_of(&record, strings),
+                    record.mac.text(&mut [0; MAC_TEXT_MAX]),
+                );
                 let number = by_device.find_mut(hash, |&i| i as usize == last);
                 *number.expect("the moved device is in the device table") = index as u32;
             }

@@ -3,11 +3,11 @@
 //! # Layout
 //!
 //! ```text
-//! u8 flags                          V4 = 1, V6 = 2, IMPORT = 4
+//! u8 flags                          V4 = 1, V6 = 2, IMPORT = 4, bits 3-4 the MAC's form
 //! [4] A address                     if V4
 //! [16] AAAA address                 if V6
 //! u64 created_ms, u64 updated_ms    little-endian
-//! var vendor, var len, mac          unless IMPORT
+//! var vendor, mac                   unless IMPORT; mac is `var len, text` or 6 octets
 //! var parent + 1                    the name after its first label; 0: a one-label name
 //! var len, label                    the name's first label
 //! var user_agent + 1                0: empty
@@ -18,7 +18,9 @@
 //! `var` is an unsigned LEB128 number (one byte below 128). The vendor, parent, user agent and
 //! field keys are ids of the state's interner, and a record holds one reference to each id it
 //! names. An IMPORT record's owner is `(IMPORT_VENDOR, its name)` (what `import_owner` gives), so
-//! it stores neither: a record is IMPORT exactly when its owner has that form.
+//! it stores neither: a record is IMPORT exactly when its owner has that form. A MAC spelled the
+//! way MACs usually are (12 upper-case hex digits, bare or in pairs joined by `:` or `-`; ingest
+//! upper-cases them) is stored as its 6 octets and the form, and spelled out again when read.
 //!
 //! The addresses and the update time have fixed places, so an address change is written in
 //! place; any other change writes a new record and leaves the old one as garbage.
@@ -31,6 +33,13 @@ use crate::event::Fields;
 pub(super) const V4: u8 = 1;
 pub(super) const V6: u8 = 2;
 pub(super) const IMPORT: u8 = 4;
+/// Bits 3-4: how the MAC is stored (see [`Mac`]).
+const MAC_FORM: u8 = 0x18;
+const MAC_BARE: u8 = 0x08;
+const MAC_COLONS: u8 = 0x10;
+const MAC_DASHES: u8 = 0x18;
+/// The longest MAC kept as octets: `00:11:22:33:44:55`.
+pub(super) const MAC_TEXT_MAX: usize = 17;
 
 /// Records start at multiples of this, so that a `u32` offset in these units spans 16 GiB.
 pub(super) const ALIGN: usize = 4;
@@ -46,7 +55,7 @@ pub(super) struct Record<'a> {
     /// The vendor's id, `None` for an IMPORT record.
     pub(super) vendor: Option<u32>,
     /// Empty for an IMPORT record.
-    pub(super) mac: &'a [u8],
+    pub(super) mac: Mac<'a>,
     pub(super) parent: Option<u32>,
     pub(super) label: &'a str,
     pub(super) user_agent: Option<u32>,
@@ -67,10 +76,16 @@ impl<'a> Record<'a> {
         let updated_ms = u64::from_le_bytes(r.array());
         let (vendor, mac) = if flags & IMPORT == 0 {
             let vendor = r.id();
-            let len = r.var();
-            (Some(vendor), r.take(len))
+            let mac = match flags & MAC_FORM {
+                0 => {
+                    let len = r.var();
+                    Mac::Text(r.take(len))
+                }
+                form => Mac::Octets(form, r.array()),
+            };
+            (Some(vendor), mac)
         } else {
-            (None, &[][..])
+            (None, Mac::Text(&[]))
         };
         let parent = r.var().checked_sub(1).map(as_id);
         let len = r.var();
@@ -181,10 +196,71 @@ pub(super) struct Head<'a> {
     pub(super) updated_ms: u64,
     /// `None` for an IMPORT record.
     pub(super) vendor: Option<u32>,
-    pub(super) mac: &'a [u8],
+    pub(super) mac: Mac<'a>,
     pub(super) parent: Option<u32>,
     pub(super) label: &'a str,
     pub(super) user_agent: Option<u32>,
+}
+
+/// A MAC as a record stores it: its text, or its octets and the form of its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mac<'a> {
+    Text(&'a [u8]),
+    Octets(u8, [u8; 6]),
+}
+
+impl<'a> Mac<'a> {
+    /// How `text` is stored: each text has one form, so two are equal if their texts are.
+    pub(super) fn of(text: &'a [u8]) -> Mac<'a> {
+        let (form, step) = match (text.len(), text.get(2)) {
+            (12, _) => (MAC_BARE, 2),
+            (17, Some(b':')) => (MAC_COLONS, 3),
+            (17, Some(b'-')) => (MAC_DASHES, 3),
+            _ => return Mac::Text(text),
+        };
+        let separator = text.get(2).copied();
+        let mut octets = [0; 6];
+        for (i, octet) in octets.iter_mut().enumerate() {
+            let at = i * step;
+            let joined = i == 0 || step == 2 || text.get(at - 1).copied() == separator;
+            match (joined, hex_digit(text[at]), hex_digit(text[at + 1])) {
+                (true, Some(high), Some(low)) => *octet = high << 4 | low,
+                _ => return Mac::Text(text),
+            }
+        }
+        Mac::Octets(form, octets)
+    }
+
+    /// The text, spelled into `buf` if stored as octets.
+    pub(super) fn text<'b>(&self, buf: &'b mut [u8; MAC_TEXT_MAX]) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        let (form, octets) = match *self {
+            Mac::Text(text) => return text,
+            Mac::Octets(form, octets) => (form, octets),
+        };
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut len = 0;
+        for (i, octet) in octets.iter().enumerate() {
+            if i > 0 && form != MAC_BARE {
+                buf[len] = if form == MAC_COLONS { b':' } else { b'-' };
+                len += 1;
+            }
+            buf[len] = HEX[usize::from(octet >> 4)];
+            buf[len + 1] = HEX[usize::from(octet & 0xf)];
+            len += 2;
+        }
+        &buf[..len]
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Writes a record up to its fields; the caller writes them (copied from an old record or with
@@ -200,6 +276,9 @@ pub(super) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
     if head.vendor.is_none() {
         flags |= IMPORT;
     }
+    if let Mac::Octets(form, _) = head.mac {
+        flags |= form;
+    }
     out.push(flags);
     if let Some(v4) = head.v4 {
         out.extend_from_slice(&v4.octets());
@@ -211,8 +290,13 @@ pub(super) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
     out.extend_from_slice(&head.updated_ms.to_le_bytes());
     if let Some(vendor) = head.vendor {
         put_var(out, vendor as usize);
-        put_var(out, head.mac.len());
-        out.extend_from_slice(head.mac);
+        match head.mac {
+            Mac::Text(text) => {
+                put_var(out, text.len());
+                out.extend_from_slice(text);
+            }
+            Mac::Octets(_, octets) => out.extend_from_slice(&octets),
+        }
     }
     put_var(out, head.parent.map_or(0, |id| id as usize + 1));
     put_var(out, head.label.len());
@@ -334,6 +418,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn macs_in_their_usual_forms_are_kept_as_octets() {
+        for text in [
+            "00:11:22:33:44:5F",
+            "00-11-22-33-44-5F",
+            "0011223344AB",
+            "E0:46:9A:B8:1B:FC",
+        ] {
+            let mac = Mac::of(text.as_bytes());
+            assert!(matches!(mac, Mac::Octets(..)), "{text}");
+            assert_eq!(mac.text(&mut [0; MAC_TEXT_MAX]), text.as_bytes());
+        }
+        for text in [
+            "00:11:22:33:44:5f",
+            "00:11-22:33:44:55",
+            "00:11:22:33:44:5G",
+            "0011.2233.4455",
+            "001122334455X",
+            "SERIAL-12345",
+            "00:11:22:33:44:55:",
+            "",
+        ] {
+            assert_eq!(
+                Mac::of(text.as_bytes()),
+                Mac::Text(text.as_bytes()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn a_record_reads_back_as_written() {
         let mut strings = Interner::default();
         let vendor = strings.acquire("acme");
@@ -346,7 +460,7 @@ mod tests {
             created_ms: 1,
             updated_ms: u64::MAX,
             vendor: Some(vendor),
-            mac: &[b'm'; 200],
+            mac: Mac::of(&[b'm'; 200]),
             parent: Some(parent),
             label: "cam",
             user_agent: Some(user_agent),
@@ -362,7 +476,7 @@ mod tests {
         assert_eq!((r.created_ms, r.updated_ms), (1, u64::MAX));
         assert_eq!(
             (r.vendor, r.mac, r.parent),
-            (Some(vendor), &[b'm'; 200][..], Some(parent))
+            (Some(vendor), Mac::Text(&[b'm'; 200]), Some(parent))
         );
         assert_eq!(
             (r.label, r.user_agent(&strings)),
@@ -389,7 +503,7 @@ mod tests {
                 created_ms: 7,
                 updated_ms: 7,
                 vendor: None,
-                mac: b"",
+                mac: Mac::Text(b""),
                 parent: None,
                 label: "localhost",
                 user_agent: None,

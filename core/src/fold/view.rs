@@ -110,7 +110,14 @@ impl<'a> NameRef<'a> {
 
     /// The name as an [`Fqdn`] (allocates).
     pub fn to_fqdn(&self) -> Fqdn {
-        Fqdn::parse(&self.to_string()).expect("a stored name is canonical")
+        let parent_len = self.parent.map_or(0, |parent| parent.len() + 1);
+        let mut name = String::with_capacity(self.label.len() + parent_len);
+        name.push_str(self.label);
+        if let Some(parent) = self.parent {
+            name.push('.');
+            name.push_str(parent);
+        }
+        Fqdn::parse(&name).expect("a stored name is canonical")
     }
 
     /// True if the name is `zone` or lies below it.
