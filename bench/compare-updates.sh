@@ -31,8 +31,9 @@ if ((${#need[@]})); then
 fi
 bash scripts/setup.sh
 source scripts/env.sh
-cargo build --release -q -p ddnsd -p ddns-loadgen
-bin="$CARGO_TARGET_DIR/release"
+# BIN=dir uses the ddnsd and ddns-loadgen there instead of building them.
+[ -n "${BIN:-}" ] || cargo build --release -q -p ddnsd -p ddns-loadgen
+bin="${BIN:-$CARGO_TARGET_DIR/release}"
 
 work=$(mktemp -d /tmp/ddnsd-compare-updates.XXXXXX)
 pids=()

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 prio=()
 case "${PRIO:-}" in
 "") [ -z "${NICE:-}" ] || prio=(nice -n "$NICE") ;;
-rt) prio=(chrt -r 1) ;;
+rt) prio=(chrt -r 1) ;;  # see rr_slice below
 *)
     echo "PRIO is empty or rt"
     exit 1
@@ -29,8 +29,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ddnsd-target}"
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=(steady30k churn30k surge1m fleet1m)
 
-cargo build --release -p ddnsd -p ddns-loadgen
-bin="$CARGO_TARGET_DIR/release"
+# BIN=dir uses the ddnsd and ddns-loadgen there instead of building them.
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p ddnsd -p ddns-loadgen
+fi
+bin="${BIN:-$CARGO_TARGET_DIR/release}"
 out="${OUT:-target/loadgen-results}"
 mkdir -p "$out"
 work="${WORK:-$(mktemp -d /var/tmp/ddnsd-fleet.XXXXXX)}"
@@ -42,6 +45,17 @@ source_requests_per_minute = 1000000000
 source_burst = 10000000
 EOF
 
+# With PRIO=rt our threads share the CPUs round-robin among themselves; the kernel's default
+# round-robin slice (100 ms) lets one of them (a RocksDB compaction, the other process) hold a
+# CPU for 100 ms while a request waits, so it is set to 2 ms for the run and restored after.
+# Only SCHED_RR threads use it: ours.
+rr_slice=/proc/sys/kernel/sched_rr_timeslice_ms
+rr_slice_was=""
+if [ "${PRIO:-}" = rt ]; then
+    rr_slice_was=$(cat "$rr_slice")
+    echo 2 >"$rr_slice"
+fi
+
 server_pid=""
 stop_server() {
     if [ -n "$server_pid" ]; then
@@ -50,7 +64,11 @@ stop_server() {
         server_pid=""
     fi
 }
-trap stop_server EXIT
+cleanup() {
+    stop_server
+    [ -z "$rr_slice_was" ] || echo "$rr_slice_was" >"$rr_slice"
+}
+trap cleanup EXIT
 
 # start_server NAME: a fresh data dir, free ports; sets server_pid, http, dns.
 start_server() {
