@@ -14,7 +14,8 @@
 //! - `slots`: per device, its record's offset in the arena (4 bytes);
 //! - `arena`: the records, back to back. An address change is written in place; any other
 //!   change appends a new record and leaves the old one as garbage, and the arena is compacted
-//!   (records copied in slot order) when garbage is over half of it;
+//!   (records copied in slot order) when garbage is over half of it. That is one step of the
+//!   fold (~0.1 s at 1M devices, after as many rewrites as there are records);
 //! - `strings`: what many devices share, stored once with a reference count (vendors, the name
 //!   a host sits under, user agents, field keys), so a record holds ids of a byte or two;
 //! - `by_name` and `by_device`: hash tables of slot numbers (5 bytes a bucket), keyed by the
@@ -36,8 +37,7 @@ use hashbrown::HashTable;
 use self::interner::Interner;
 use self::record::{ALIGN, Head, MAC_TEXT_MAX, Mac, Record};
 pub use self::view::{DeviceRef, FieldsRef, NameRef};
-use crate::event::Fields;
-use crate::event::{DeviceId, Event, EventBody, IMPORT_VENDOR};
+use crate::event::{DeviceId, Event, EventBody, Fields, IMPORT_VENDOR};
 use crate::names::Fqdn;
 use crate::zone::HostAddrs;
 
