@@ -352,9 +352,15 @@ fn devices_racing_through_two_nodes_get_one_winner_per_name_and_one_name_per_dev
         converges(&cluster, &format!("{dropped}.dyn.example"), &[]);
     }
 
-    // Every request above is one event in the topic, in one partition, keyed by the zone.
+    // In the topic, keyed by the zone: every winner's add and both adds of each device race
+    // (a rename is a change); a race's loser appends too unless its node had already folded
+    // the winner and answered `07` without an event.
     let records = cluster.topic_records();
-    assert_eq!(records.len(), ROUNDS * 4);
+    assert!(
+        (ROUNDS * 3..=ROUNDS * 4).contains(&records.len()),
+        "{} records",
+        records.len()
+    );
     assert!(records.iter().all(|(key, _)| key == "dyn.example"));
 }
 
