@@ -16,8 +16,8 @@
 //! - A `content-length` body (at most [`BODY_MAX`] bytes) is read and ignored; a
 //!   `transfer-encoding` body is `501` and closes, a larger body `413`, a head over [`HEAD_MAX`]
 //!   bytes `431`, a malformed one `400`.
-//! - A request's head must arrive within [`HEAD_TIMEOUT`] of its first byte; an idle
-//!   connection is kept until the client or a shutdown closes it.
+//! - A request's head must arrive within [`HEAD_TIMEOUT`] of its first byte; a connection idle
+//!   for [`IDLE_TIMEOUT`] between requests is closed.
 //! - Shutdown: stop accepting, answer what is in progress (with `connection: close`), close
 //!   idle connections, and return once every connection is closed.
 
@@ -44,6 +44,10 @@ pub(crate) const BODY_MAX: usize = 64 * 1024;
 const HEADERS_MAX: usize = 64;
 /// How long a request's head may take to arrive, from its first byte.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may sit idle between requests before it is closed, so that idle
+/// connections (a client that opens many and sends nothing) cannot pile up without bound.
+/// Devices poll every few minutes and reconnect; load balancers reopen as needed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long to wait after a failed `accept` (out of file descriptors, …) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -124,6 +128,7 @@ async fn connection(
                     Ok(_) => {}
                 },
                 _ = stopped.changed() => return,
+                () = tokio::time::sleep(IDLE_TIMEOUT) => return,
             }
         }
         let deadline = Instant::now() + HEAD_TIMEOUT;

@@ -17,6 +17,7 @@ mod source;
 mod token;
 
 pub use device_api::{DeviceApi, IngestConfig, IngestError, VendorConfig};
+pub use http::IDLE_TIMEOUT;
 pub use source::{Cidr, CidrError, client_addr};
 
 pub use flood::{FloodConfig, FloodGuard};

@@ -360,3 +360,29 @@ async fn shutdown_closes_idle_connections_and_returns() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn a_connection_idle_past_the_idle_timeout_is_closed() {
+    let server = server().await;
+    let mut idle = Client::connect(server.addr).await;
+    assert_eq!(idle.get("/ipdetect.aspx").await.status, 200);
+    // From here on the clock only moves when every task waits, straight to the next timer:
+    // the server's idle timer, which must fire before the read's own limit.
+    tokio::time::pause();
+    let since = tokio::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let limit = ddns_ingest::IDLE_TIMEOUT * 2;
+    let read = tokio::time::timeout(limit, idle.stream.read(&mut byte))
+        .await
+        .expect("closed by the server before twice its idle timeout")
+        .expect("a clean close");
+    assert_eq!(read, 0, "the idle connection is closed, not answered");
+    assert!(
+        since.elapsed() >= ddns_ingest::IDLE_TIMEOUT - Duration::from_secs(1),
+        "closed after {:?}, before the idle timeout",
+        since.elapsed()
+    );
+    // A new connection is served as usual.
+    let mut fresh = Client::connect(server.addr).await;
+    assert_eq!(fresh.get("/ipdetect.aspx").await.status, 200);
+}
