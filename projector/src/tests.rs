@@ -202,3 +202,48 @@ async fn a_snapshot_of_another_log_is_refused() {
     assert_eq!(projector.position().offsets(), &[1]);
     assert_eq!(zone.len(), 1);
 }
+
+fn devices(view: &ProjectorView) -> Vec<(DeviceId, Device)> {
+    let mut all: Vec<_> = view.with_state(|s| {
+        s.devices()
+            .map(|(id, device)| (id, device.into()))
+            .collect()
+    });
+    all.sort_by(|a, b| a.0.mac.cmp(&b.0.mac));
+    all
+}
+
+/// Many small batches on few devices, written behind (and merged when the writer lags):
+/// a projector opened after the first is dropped finds the fold of the whole log.
+#[tokio::test]
+async fn the_snapshot_written_behind_is_the_fold_up_to_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
+    let before = {
+        let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
+        let view = projector.view();
+        let task = tokio::spawn(projector.run());
+        for i in 0..500u128 {
+            let addr = format!("192.0.2.{}", i % 250);
+            append(
+                &*log,
+                &add(i, &format!("M{}", i % 3), &format!("h{}", i % 3), &addr),
+            )
+            .await;
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let end = log.end().await.expect("end");
+        tokio::time::timeout(Duration::from_secs(10), view.wait_applied(&end))
+            .await
+            .expect("caught up");
+        task.abort();
+        let _ = task.await;
+        devices(&view)
+    };
+    assert_eq!(before.len(), 3);
+    let projector = Projector::open(dir.path(), zone(), log.clone()).expect("reopens");
+    assert_eq!(projector.position().offsets(), &[500]);
+    assert_eq!(devices(&projector.view()), before);
+}

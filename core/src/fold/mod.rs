@@ -74,10 +74,7 @@ impl Device {
 
     /// The address of `addr`'s family, if the device has one.
     pub fn addr_of_family(&self, addr: IpAddr) -> Option<IpAddr> {
-        match addr {
-            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
-            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
-        }
+        self.addrs().of_family(addr)
     }
 }
 

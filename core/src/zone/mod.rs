@@ -9,7 +9,7 @@
 //! ([`LiveZone::lookup_wire`]), without building a string. The SOA serial is an atomic that the
 //! projector advances with the applied log position.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::names::Fqdn;
@@ -68,6 +68,14 @@ impl HostAddrs {
     /// True if the host has neither address.
     pub fn is_empty(&self) -> bool {
         self.v4.is_none() && self.v6.is_none()
+    }
+
+    /// The address of `addr`'s family, if the host has one.
+    pub fn of_family(&self, addr: IpAddr) -> Option<IpAddr> {
+        match addr {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
     }
 }
 
