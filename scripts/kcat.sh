@@ -6,7 +6,7 @@
 #
 #   kcat.sh install        build the library (idempotent; a few minutes on 2 cores)
 #   kcat.sh ARGS…          run kcat with it
-set -euo pipefail
+source "$(dirname "$0")/env.sh"
 
 tools="${DDNSD_TOOLS:-$HOME/.cache/ddnsd-tools}"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,13 +33,13 @@ install() {
   exec 9>"$tools/.librdkafka-install.lock"
   flock 9
   installed && return 0
+  # The crate's sources are in cargo's registry once the workspace is fetched (a fresh machine
+  # has not fetched it yet).
+  (cd "$root" && cargo fetch --locked) || die "cargo fetch failed: no rdkafka-sys sources to build from"
   local src
-  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$crate_version"/librdkafka 2>/dev/null | head -1)
-  if [ -z "$src" ]; then
-    (cd "$root" && cargo fetch --locked >/dev/null)
-    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$crate_version"/librdkafka | head -1)
-  fi
-  [ -d "$src" ] || die "no librdkafka sources for rdkafka-sys $crate_version"
+  src=$({ find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -mindepth 2 -maxdepth 2 -type d \
+    -name "rdkafka-sys-$crate_version" 2>/dev/null || true; } | head -n 1)/librdkafka
+  [ -d "$src" ] || die "no librdkafka sources for rdkafka-sys $crate_version in cargo's registry after cargo fetch"
   echo "kcat.sh: building librdkafka $lib_version (shared) into $prefix" >&2
   local build="$tools/librdkafka-build-$lib_version"
   rm -rf "$build"

@@ -3,7 +3,7 @@
 # set-up machine runs no apt at all) and a Rust toolchain check. `--tests` adds what only the
 # tests use; the tests also need the tansu broker and a current librdkafka for kcat, which
 # scripts/test.sh installs (running the server needs neither).
-set -euo pipefail
+source "$(dirname "$0")/env.sh"
 
 packages=(
   clang libclang-dev    # bindgen, for RocksDB's bindings
@@ -13,6 +13,9 @@ packages=(
   curl                  # the README walkthrough
   cmake build-essential # librdkafka (rdkafka's cmake-build), compiled from its bundled source
   zlib1g-dev            # librdkafka's zlib compression (rdkafka's libz feature)
+  # librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> under `#ifdef WITH_OAUTHBEARER_OIDC`,
+  # which its cmake config always defines (to 0 or 1), so the header is needed even with curl off.
+  libcurl4-openssl-dev
 )
 if [ "${1:-}" = --tests ]; then
   packages+=(kcat)      # reads the Kafka topic in the cluster tests (scripts/kcat.sh)
@@ -26,8 +29,14 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_log=$(mktemp)
+  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    echo "setup: apt-get could not install ${missing[*]} (its last lines are above)" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
 
 if ! command -v cargo >/dev/null; then

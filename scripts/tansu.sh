@@ -12,7 +12,7 @@
 # 2 cores, so a fresh clone (and CI) reuses it. Known traps (issue 4): its memory:// storage
 # reports wrong high watermarks and keeps nothing, so DIR's SQLite file is always used; the
 # sqlite:// path is relative to the working directory, so the broker runs from inside DIR.
-set -euo pipefail
+source "$(dirname "$0")/env.sh"
 
 TANSU_VERSION=0.6.0
 tools="${DDNSD_TOOLS:-$HOME/.cache/ddnsd-tools}"
@@ -36,7 +36,7 @@ install() {
   installed && return 0
   echo "tansu.sh: installing tansu $TANSU_VERSION into $tools (about 17 minutes on 2 cores)" >&2
   nice -n 19 cargo install tansu --version "$TANSU_VERSION" --locked \
-    --features dynostore,libsql --root "$tools" --target-dir "$tools/target"
+    --no-default-features --features libsql --root "$tools" --target-dir "$tools/target"
   installed || die "cargo install finished but $bin --version does not say $TANSU_VERSION"
 }
 
