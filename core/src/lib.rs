@@ -2,7 +2,8 @@
 //!
 //! - [`names`]: host labels and domain names, validated and canonical.
 //! - [`event`] and [`codec`]: every change as a versioned event, and its binary form in the log.
-//! - [`fold`]: [`State::apply`], the deterministic fold of events into devices and names.
+//! - [`fold`]: [`State::apply`], the deterministic fold of events into devices, names, and
+//!   people's accounts, groups and hosts.
 //! - [`zone`]: the live zone the DNS server reads, written by the projector one host at a time.
 //! - [`reply`]: the device API's reply codes.
 //! - [`zonefile`]: a streaming reader of zone files' address records, for `ddnsd import`.
@@ -16,10 +17,17 @@ mod zone;
 mod zonefile;
 
 pub use codec::{
-    DecodeError, EncodeError, decode_device, decode_event, encode_device, encode_event,
+    DecodeError, EncodeError, decode_device, decode_event, decode_people_entry, decode_people_key,
+    encode_device, encode_event, encode_people_entry, encode_people_key,
 };
-pub use event::{DeviceId, Event, EventBody, EventId, Fields, IMPORT_VENDOR, import_owner};
-pub use fold::{Applied, Device, DeviceRef, FieldsRef, Footprint, NameRef, Outcome, State};
+pub use event::{
+    ACCOUNTS_KEY, AccountId, DeviceId, Event, EventBody, EventId, Fields, HostStatus,
+    IMPORT_VENDOR, import_owner,
+};
+pub use fold::{
+    Account, Applied, Device, DeviceRef, FieldsRef, Footprint, Group, Host, NameRef, Outcome,
+    PeopleEntry, PeopleKey, State,
+};
 pub use names::{Fqdn, Label, NameError};
 pub use reply::Reply;
 pub use zone::{HostAddrs, LiveZone, Lookup, ZoneApex, normalize};

@@ -102,6 +102,13 @@ impl Fqdn {
         Ok(Fqdn(name))
     }
 
+    /// The name without its first label; none for a single label.
+    pub fn parent(&self) -> Option<Fqdn> {
+        self.0
+            .split_once('.')
+            .map(|(_, parent)| Fqdn(parent.to_owned()))
+    }
+
     /// True if `self` is `zone` or lies below it.
     pub fn is_within(&self, zone: &Fqdn) -> bool {
         is_within(&self.0, &zone.0)

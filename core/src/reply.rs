@@ -66,6 +66,10 @@ impl From<Outcome> for Reply {
             Outcome::NameTaken => Reply::NameTaken,
             Outcome::NotFound => Reply::NotFound,
             Outcome::Removed => Reply::Deleted,
+            // Outcomes of account events, which the device API never appends.
+            Outcome::Done | Outcome::UserIdTaken | Outcome::EmailTaken | Outcome::NotEmpty => {
+                Reply::ServerError
+            }
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use std::net::IpAddr;
 
-use ddns_core::{DeviceId, Event, EventBody, EventId, Fqdn, Label, State, encode_device};
+use ddns_core::{
+    DeviceId, Event, EventBody, EventId, Fqdn, Label, State, encode_device, encode_people_entry,
+    encode_people_key,
+};
 
 pub fn zone() -> Fqdn {
     Fqdn::parse("dyn.example").expect("valid zone")
@@ -76,20 +79,26 @@ pub fn remove(id: u128, dev: u32) -> Event {
     }
 }
 
-/// The state as the projector would persist it: device records sorted by key, encoded.
+/// The state as the projector would persist it: device records and people's entries sorted by
+/// key, encoded.
 pub fn snapshot_bytes(state: &State) -> Vec<u8> {
     let mut rows: Vec<_> = state
         .devices()
         .map(|(id, d)| {
             (
-                format!("{}\0{}", id.vendor, id.mac),
+                format!("d{}\0{}", id.vendor, id.mac).into_bytes(),
                 encode_device(&d.to_device()).expect("encodes"),
             )
         })
+        .chain(state.people_entries().map(|(key, entry)| {
+            let mut k = b"q".to_vec();
+            k.extend(encode_people_key(&key));
+            (k, encode_people_entry(&entry).expect("encodes"))
+        }))
         .collect();
     rows.sort();
     rows.into_iter()
-        .flat_map(|(k, v)| k.into_bytes().into_iter().chain(v))
+        .flat_map(|(k, v)| k.into_iter().chain(v))
         .collect()
 }
 

@@ -120,7 +120,8 @@ fn simulate(seed: u64) {
             Ok(&event),
             "codec round trip"
         );
-        let before = state.device(&event.device()).map(|d| d.to_device());
+        let device = event.device().expect("a fleet event is a device's");
+        let before = state.device(&device).map(|d| d.to_device());
         let garbage = state.footprint().garbage;
         let applied = state.apply(&event);
         if state.footprint().garbage < garbage {
@@ -182,7 +183,7 @@ fn check_outcome(
     after: &State,
     outcome: &Outcome,
 ) {
-    let device: &DeviceId = &event.device();
+    let device: &DeviceId = &event.device().expect("a fleet event is a device's");
     match outcome {
         Outcome::Created(fqdn) => {
             assert_eq!(after.owner(fqdn).as_ref(), Some(device));
@@ -203,6 +204,7 @@ fn check_outcome(
         }
         Outcome::NotFound => assert!(before.is_none() && after.device(device).is_none()),
         Outcome::Removed => assert!(before.is_some() && after.device(device).is_none()),
+        other => panic!("a device event folded to {other:?}"),
     }
 }
 
@@ -214,6 +216,7 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Outcome::NameTaken => 3,
         Outcome::NotFound => 4,
         Outcome::Removed => 5,
+        other => panic!("a device event folded to {other:?}"),
     }
 }
 

@@ -78,6 +78,7 @@ impl Model {
                     None => (Outcome::NotFound, vec![]),
                 }
             }
+            other => unreachable!("the model has devices only, not {other:?}"),
         }
     }
 

@@ -4,7 +4,8 @@
 //! with [`ddns_core::State::apply`], and then, for each batch of records:
 //! 1. updates the in-memory [`ddns_core::LiveZone`] one host at a time (DNS reads it);
 //! 2. hands each event's outcome to the request that appended it ([`ProjectorView::expect`]);
-//! 3. queues the changed devices and the new log position for the snapshot writer, a thread
+//! 3. queues the changed devices and people's entries (accounts, groups, hosts) and the new
+//!    log position for the snapshot writer, a thread
 //!    of its own that writes them in one atomic RocksDB write, so a restart loads a state and
 //!    the exact position it reflects, and replays only the tail.
 //!
@@ -26,13 +27,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ddns_core::{Device, DeviceId, LiveZone, State, decode_event};
+use ddns_core::{Device, DeviceId, LiveZone, PeopleEntry, PeopleKey, State, decode_event};
 use ddns_log::{EventLog, LogPosition, ReadError};
 
 pub use snapshot::SnapshotError;
 pub use view::{OutcomeWaiter, ProjectorView};
 
-use snapshot::Snapshot;
+use snapshot::{Snapshot, Stored};
 use view::Shared;
 
 /// Records per batch: one RocksDB write and one wake-up of waiters per batch.
@@ -85,9 +86,19 @@ impl Projector {
         snapshot.bind_to_log(log.identity())?;
         let mut state = State::new();
         state.reserve(snapshot.estimated_devices());
-        let position = snapshot.load(|id, device| {
-            zone.set(&device.fqdn, device.addrs());
-            state.restore(id, device);
+        let position = snapshot.load(|stored| match stored {
+            Stored::Device(id, device) => {
+                zone.set(&device.fqdn, device.addrs());
+                state.restore(id, device);
+            }
+            Stored::People(key, entry) => {
+                if let (PeopleKey::Host(name), PeopleEntry::Host(host)) = (&key, &entry)
+                    && !host.addrs().is_empty()
+                {
+                    zone.set(name, host.addrs());
+                }
+                state.restore_people(key, entry);
+            }
         })?;
         zone.set_serial(serial_of(&position));
         metrics::gauge!("ddns_zone_hosts").set(zone.len() as f64);
@@ -130,6 +141,7 @@ impl Projector {
     fn apply_batch(&mut self, batch: &[ddns_log::LogRecord]) -> Result<(), ProjectorError> {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut touched: Vec<DeviceId> = Vec::with_capacity(batch.len());
+        let mut touched_people: Vec<PeopleKey> = Vec::new();
         for record in batch {
             self.position.advance(record.partition, record.offset);
             self.shared.count_read();
@@ -144,35 +156,53 @@ impl Projector {
                 }
             };
             let applied = self.shared.apply(&event);
-            touched.push(event.device().into_owned());
+            if let Some(device) = event.device() {
+                touched.push(device.into_owned());
+            }
+            touched_people.extend(applied.people);
             outcomes.push((event.id, applied.outcome));
         }
         let serial = serial_of(&self.position);
         self.shared.zone().set_serial(serial);
-        // The devices as of this position, copied under one read lock, for the writer.
-        let devices: Vec<(DeviceId, Option<Device>)> = self.shared.with_state(|state| {
-            touched
+        // The devices and entries as of this position, copied under one read lock, for the
+        // writer.
+        let changes = self.shared.with_state(|state| Changes {
+            devices: touched
                 .into_iter()
                 .map(|id| {
                     let device = state.device(&id).map(Device::from);
                     (id, device)
                 })
-                .collect()
+                .collect(),
+            people: touched_people
+                .into_iter()
+                .map(|key| {
+                    let entry = state.people_entry(&key);
+                    (key, entry)
+                })
+                .collect(),
         });
         metrics::counter!("ddns_projector_applied_total").increment(batch.len() as u64);
         metrics::gauge!("ddns_zone_hosts").set(self.shared.zone().len() as f64);
         self.shared.publish(outcomes, self.position.clone());
-        self.snapshot.queue(self.position.clone(), devices)?;
+        self.snapshot.queue(self.position.clone(), changes)?;
         Ok(())
     }
 }
 
+/// What a batch changed, as of its position (`None` = gone).
+struct Changes {
+    devices: HashMap<DeviceId, Option<Device>>,
+    people: HashMap<PeopleKey, Option<PeopleEntry>>,
+}
+
 /// What the snapshot writer has yet to write: the fold up to `position`, as far as it changed
-/// since the last write (`None` = the device is gone).
+/// since the last write (`None` = the device or entry is gone).
 #[derive(Default)]
 struct Behind {
     position: Option<LogPosition>,
     devices: HashMap<DeviceId, Option<Device>>,
+    people: HashMap<PeopleKey, Option<PeopleEntry>>,
     /// The projector is gone: write what is left, then stop.
     closed: bool,
     /// The writer failed with this; it writes nothing more.
@@ -199,19 +229,16 @@ impl SnapshotWriter {
         })
     }
 
-    /// Queues the fold's devices as of `position`; fails if an earlier write failed.
-    fn queue(
-        &self,
-        position: LogPosition,
-        devices: Vec<(DeviceId, Option<Device>)>,
-    ) -> Result<(), ProjectorError> {
+    /// Queues the fold's changes as of `position`; fails if an earlier write failed.
+    fn queue(&self, position: LogPosition, changes: Changes) -> Result<(), ProjectorError> {
         let (lock, wake) = &*self.behind;
         let mut behind = lock.lock().expect("snapshot queue poisoned");
         if let Some(error) = behind.failed.take() {
             return Err(error.into());
         }
         behind.position = Some(position);
-        behind.devices.extend(devices);
+        behind.devices.extend(changes.devices);
+        behind.people.extend(changes.people);
         wake.notify_one();
         Ok(())
     }
@@ -235,17 +262,25 @@ impl Drop for SnapshotWriter {
 fn write_behind(snapshot: &Snapshot, behind: &(Mutex<Behind>, Condvar)) {
     let (lock, wake) = behind;
     loop {
-        let (position, devices) = {
+        let (position, devices, people) = {
             let mut queued = lock.lock().expect("snapshot queue poisoned");
             while queued.position.is_none() && !queued.closed {
                 queued = wake.wait(queued).expect("snapshot queue poisoned");
             }
             match queued.position.take() {
-                Some(position) => (position, std::mem::take(&mut queued.devices)),
+                Some(position) => (
+                    position,
+                    std::mem::take(&mut queued.devices),
+                    std::mem::take(&mut queued.people),
+                ),
                 None => return,
             }
         };
-        let written = snapshot.write(&position, devices.iter().map(|(id, d)| (id, d.as_ref())));
+        let written = snapshot.write(
+            &position,
+            devices.iter().map(|(id, d)| (id, d.as_ref())),
+            people.iter().map(|(key, e)| (key, e.as_ref())),
+        );
         if let Err(error) = written {
             tracing::error!(%error, "writing the snapshot failed");
             lock.lock().expect("snapshot queue poisoned").failed = Some(error);

@@ -2,19 +2,25 @@
 //!
 //! Keys:
 //! - `d` vendor `\0` mac → a device record (`ddns_core::encode_device`);
+//! - `q` + `ddns_core::encode_people_key` → an account, group, host, removal or release
+//!   (`ddns_core::encode_people_entry`);
 //! - `p` → the log position the devices reflect (`LogPosition::encode`);
 //! - `i` → the identity of the log that position is in (`EventLog::identity`).
 //!
-//! Invariant: every write puts the changed devices and the position in one `WriteBatch`, so
-//! the stored devices are always exactly the fold of the log up to the stored position.
+//! Invariant: every write puts the changed devices and entries and the position in one
+//! `WriteBatch`, so what is stored is always exactly the fold of the log up to the stored position.
 
 use std::path::Path;
 
-use ddns_core::{Device, DeviceId, decode_device, encode_device};
+use ddns_core::{
+    Device, DeviceId, PeopleEntry, PeopleKey, decode_device, decode_people_entry,
+    decode_people_key, encode_device, encode_people_entry, encode_people_key,
+};
 use ddns_log::LogPosition;
 use rocksdb::{DB, IteratorMode, MemtableFactory, Options, WriteBatch};
 
 const DEVICE_PREFIX: u8 = b'd';
+const PEOPLE_PREFIX: u8 = b'q';
 const POSITION_KEY: &[u8] = b"p";
 const LOG_IDENTITY_KEY: &[u8] = b"i";
 
@@ -47,6 +53,14 @@ pub enum SnapshotError {
         /// The identity of the log it was opened with.
         log: String,
     },
+}
+
+/// One record of the snapshot, as [`Snapshot::load`] hands it out.
+pub(crate) enum Stored {
+    /// A device.
+    Device(DeviceId, Device),
+    /// An account, group, host, removal or release.
+    People(PeopleKey, PeopleEntry),
 }
 
 pub(crate) struct Snapshot {
@@ -92,11 +106,9 @@ impl Snapshot {
             .map_or(0, |n| usize::try_from(n).unwrap_or(0))
     }
 
-    /// Calls `each` for every stored device; returns the stored position.
-    pub(crate) fn load(
-        &self,
-        mut each: impl FnMut(DeviceId, Device),
-    ) -> Result<LogPosition, SnapshotError> {
+    /// Calls `each` for every stored device, then for every entry of people's; returns the
+    /// stored position.
+    pub(crate) fn load(&self, mut each: impl FnMut(Stored)) -> Result<LogPosition, SnapshotError> {
         let start = [DEVICE_PREFIX];
         let iter = self
             .db
@@ -112,7 +124,25 @@ impl Snapshot {
             };
             let id = decode_key(&key[1..]).ok_or_else(|| corrupt("bad device key".into()))?;
             let device = decode_device(&value).map_err(|e| corrupt(e.to_string()))?;
-            each(id, device);
+            each(Stored::Device(id, device));
+        }
+        let start = [PEOPLE_PREFIX];
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if key.first() != Some(&PEOPLE_PREFIX) {
+                break;
+            }
+            let corrupt = |reason: String| SnapshotError::Corrupt {
+                key: String::from_utf8_lossy(&key).into(),
+                reason,
+            };
+            let people_key = decode_people_key(&key[1..]).map_err(|e| corrupt(e.to_string()))?;
+            let entry =
+                decode_people_entry(&people_key, &value).map_err(|e| corrupt(e.to_string()))?;
+            each(Stored::People(people_key, entry));
         }
         match self.db.get(POSITION_KEY)? {
             Some(bytes) => LogPosition::decode(&bytes).map_err(|e| SnapshotError::Corrupt {
@@ -123,11 +153,12 @@ impl Snapshot {
         }
     }
 
-    /// Stores the devices (None = deleted) and the position in one atomic write.
+    /// Stores the devices and entries (None = deleted) and the position in one atomic write.
     pub(crate) fn write<'a>(
         &self,
         position: &LogPosition,
         devices: impl Iterator<Item = (&'a DeviceId, Option<&'a Device>)>,
+        people: impl Iterator<Item = (&'a PeopleKey, Option<&'a PeopleEntry>)>,
     ) -> Result<(), SnapshotError> {
         let mut batch = WriteBatch::default();
         for (id, device) in devices {
@@ -135,6 +166,14 @@ impl Snapshot {
             match device {
                 Some(device) => batch.put(&key, encode_device(device)?),
                 None => batch.delete(&key),
+            }
+        }
+        for (key, entry) in people {
+            let mut stored = vec![PEOPLE_PREFIX];
+            stored.extend(encode_people_key(key));
+            match entry {
+                Some(entry) => batch.put(&stored, encode_people_entry(entry)?),
+                None => batch.delete(&stored),
             }
         }
         batch.put(POSITION_KEY, position.encode());

@@ -247,3 +247,97 @@ async fn the_snapshot_written_behind_is_the_fold_up_to_its_position() {
     assert_eq!(projector.position().offsets(), &[500]);
     assert_eq!(devices(&projector.view()), before);
 }
+
+#[tokio::test]
+async fn accounts_groups_and_hosts_survive_a_restart_in_state_and_zone() {
+    use ddns_core::{AccountId, HostStatus};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(2));
+    let apex = Fqdn::parse("dyn.example").expect("valid");
+    let host = Fqdn::parse("cam.brian.dyn.example").expect("valid");
+    let ev = |id: u128, body| Event {
+        id: EventId(id),
+        at_ms: 5,
+        body,
+    };
+    let events = [
+        ev(
+            1,
+            EventBody::AccountCreated {
+                user_id: "brian".into(),
+                email: "b@x.example".into(),
+                password_hash: "$argon2id$x".into(),
+            },
+        ),
+        ev(
+            2,
+            EventBody::GroupCreated {
+                zone: apex.clone(),
+                account: AccountId(1),
+                group: Label::parse("brian").expect("valid"),
+            },
+        ),
+        ev(
+            3,
+            EventBody::HostCreated {
+                zone: apex.clone(),
+                account: AccountId(1),
+                group: Some(Label::parse("brian").expect("valid")),
+                host: Label::parse("cam").expect("valid"),
+                password_hash: "$argon2id$h".into(),
+                port: None,
+            },
+        ),
+        ev(
+            4,
+            EventBody::HostAddressSet {
+                zone: apex.clone(),
+                fqdn: host.clone(),
+                addr: "192.0.2.44".parse().expect("valid"),
+                account: None,
+            },
+        ),
+    ];
+    {
+        let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
+        let view = projector.view();
+        let task = tokio::spawn(projector.run());
+        let mut outcomes = Vec::new();
+        for event in &events {
+            outcomes.push(request(&view, &*log, event).await);
+        }
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Done,
+                Outcome::Created(Fqdn::parse("brian.dyn.example").expect("valid")),
+                Outcome::Created(host.clone()),
+                Outcome::Modified
+            ]
+        );
+        assert_eq!(
+            v4(view.zone(), "cam.brian.dyn.example"),
+            Some("192.0.2.44".parse().expect("valid"))
+        );
+        task.abort();
+        let _ = task.await;
+    }
+    let zone = zone();
+    let projector = Projector::open(dir.path(), zone.clone(), log.clone()).expect("reopens");
+    assert_eq!(projector.position().total(), 4, "nothing left to replay");
+    assert_eq!(
+        v4(&zone, "cam.brian.dyn.example"),
+        Some("192.0.2.44".parse().expect("valid"))
+    );
+    let view = projector.view();
+    view.with_state(|state| {
+        assert_eq!(state.account("brian").map(|a| a.id), Some(AccountId(1)));
+        let restored = state.account_host(&host).expect("host restored");
+        assert_eq!(restored.status, HostStatus::Ok);
+        assert!(
+            state
+                .group(&Fqdn::parse("brian.dyn.example").expect("valid"))
+                .is_some()
+        );
+    });
+}

@@ -45,8 +45,8 @@ impl Shared {
             .expect("state lock poisoned: a fold panicked");
         let applied = state.apply(event);
         for name in &applied.changed_names {
-            match state.host(name) {
-                Some(device) => self.zone.set(name, device.addrs()),
+            match state.addrs(name) {
+                Some(addrs) => self.zone.set(name, addrs),
                 None => self.zone.remove(name),
             }
         }

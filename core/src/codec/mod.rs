@@ -13,6 +13,12 @@
 //! kind 4 HostImport:   str zone, str name, ip addr
 //! ```
 //!
+//! # Event layout, version 2
+//!
+//! Version 2 adds the kinds of accounts, groups and hosts (`people.rs` documents their bodies);
+//! kinds 1–4 are still written as version 1, whose layout they keep, so a log of devices alone
+//! reads the same with an older build. Version 1 admits only kinds 1–4.
+//!
 //! Names are stored in their canonical form (lowercase, no trailing dot) and decoding rejects any
 //! other form, so `encode(decode(bytes)) == bytes` for every accepted input. A new field or kind
 //! means a new version; decoders keep reading every older version.
@@ -30,7 +36,12 @@ use crate::event::{DeviceId, Event, EventBody, EventId, Fields};
 use crate::fold::Device;
 use crate::names::{Fqdn, Label};
 
+mod people;
+
+pub use people::{decode_people_entry, decode_people_key, encode_people_entry, encode_people_key};
+
 const EVENT_VERSION: u8 = 1;
+const PEOPLE_EVENT_VERSION: u8 = 2;
 const DEVICE_VERSION: u8 = 1;
 const KIND_ADD: u8 = 1;
 const KIND_UPDATE: u8 = 2;
@@ -76,13 +87,14 @@ pub enum EncodeError {
 /// Encodes an event in the current version.
 pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(96);
-    let kind = match &event.body {
-        EventBody::DeviceAdd { .. } => KIND_ADD,
-        EventBody::DeviceUpdate { .. } => KIND_UPDATE,
-        EventBody::DeviceRemove { .. } => KIND_REMOVE,
-        EventBody::HostImport { .. } => KIND_IMPORT,
+    let (version, kind) = match &event.body {
+        EventBody::DeviceAdd { .. } => (EVENT_VERSION, KIND_ADD),
+        EventBody::DeviceUpdate { .. } => (EVENT_VERSION, KIND_UPDATE),
+        EventBody::DeviceRemove { .. } => (EVENT_VERSION, KIND_REMOVE),
+        EventBody::HostImport { .. } => (EVENT_VERSION, KIND_IMPORT),
+        body => (PEOPLE_EVENT_VERSION, people::kind_of(body)),
     };
-    out.extend_from_slice(&[EVENT_VERSION, kind]);
+    out.extend_from_slice(&[version, kind]);
     out.extend_from_slice(&event.id.0.to_be_bytes());
     out.extend_from_slice(&event.at_ms.to_be_bytes());
     match &event.body {
@@ -118,6 +130,7 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
             put_str(&mut out, name.as_str(), "name")?;
             put_ip(&mut out, *addr);
         }
+        body => people::put_body(&mut out, body)?,
     }
     Ok(out)
 }
@@ -126,10 +139,19 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeError> {
 pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != EVENT_VERSION {
+    if version != EVENT_VERSION && version != PEOPLE_EVENT_VERSION {
         return Err(DecodeError::UnknownVersion(version));
     }
     let kind = r.u8()?;
+    // Each kind has one version, so that re-encoding gives the same bytes.
+    let version_of_kind = if people::is_kind(kind) {
+        PEOPLE_EVENT_VERSION
+    } else {
+        EVENT_VERSION
+    };
+    if version != version_of_kind {
+        return Err(DecodeError::UnknownKind(kind));
+    }
     let id = EventId(u128::from_be_bytes(r.array()?));
     let at_ms = u64::from_be_bytes(r.array()?);
     let body = match kind {
@@ -168,6 +190,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
             name: r.fqdn()?,
             addr: r.ip()?,
         },
+        kind if people::is_kind(kind) => people::body(kind, &mut r)?,
         other => return Err(DecodeError::UnknownKind(other)),
     };
     r.finish()?;

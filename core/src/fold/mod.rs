@@ -26,6 +26,7 @@
 //! hand out [`DeviceRef`]s, views of the record in place.
 
 mod interner;
+mod people;
 mod record;
 mod view;
 
@@ -35,9 +36,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hashbrown::HashTable;
 
 use self::interner::Interner;
+use self::people::People;
+pub use self::people::{Account, Group, Host, PeopleEntry, PeopleKey};
 use self::record::{ALIGN, Head, MAC_TEXT_MAX, Mac, Record};
 pub use self::view::{DeviceRef, FieldsRef, NameRef};
-use crate::event::{DeviceId, Event, EventBody, Fields, IMPORT_VENDOR};
+use crate::event::{AccountId, DeviceId, Event, EventBody, Fields, IMPORT_VENDOR};
 use crate::names::Fqdn;
 use crate::zone::HostAddrs;
 
@@ -91,8 +94,16 @@ pub enum Outcome {
     NameTaken,
     /// The device has no record.
     NotFound,
-    /// The device and its name are gone.
+    /// The device and its name are gone (or the account, group or host).
     Removed,
+    /// An account event was applied (created, password changed).
+    Done,
+    /// Sign-up: another account has the user ID.
+    UserIdTaken,
+    /// Sign-up: another account has the e-mail address.
+    EmailTaken,
+    /// The group still has hosts.
+    NotEmpty,
 }
 
 /// What [`State::apply`] did, for the projector: the outcome and every name whose DNS records
@@ -101,8 +112,11 @@ pub enum Outcome {
 pub struct Applied {
     /// The outcome.
     pub outcome: Outcome,
-    /// Names whose records changed, at most two (a rename releases one and claims another).
+    /// Names whose records changed (a rename releases one and claims another; an account's
+    /// release removes all its hosts in a zone).
     pub changed_names: Vec<Fqdn>,
+    /// The entries of accounts, groups and hosts the event changed, for the snapshot.
+    pub people: Vec<PeopleKey>,
 }
 
 /// Heap bytes a [`State`] holds, by part (see the module docs for the layout).
@@ -136,6 +150,8 @@ pub struct State {
     hasher: RandomState,
     /// Where a rewritten record is built (kept, so a rewrite does not allocate).
     scratch: Vec<u8>,
+    /// Accounts, groups and their hosts.
+    people: People,
 }
 
 /// A device as [`State::insert`] writes it.
@@ -150,10 +166,11 @@ struct NewRecord<'a> {
 }
 
 impl PartialEq for State {
-    /// Two states are equal if they hold the same devices, whatever their layout.
+    /// Two states are equal if they hold the same devices and people, whatever their layout.
     fn eq(&self, other: &State) -> bool {
         self.len() == other.len()
             && (0..self.len()).all(|i| other.device(&self.id_at(i)) == Some(self.view(i)))
+            && self.people == other.people
     }
 }
 
@@ -161,7 +178,18 @@ impl Eq for State {}
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.devices()).finish()
+        f.debug_struct("State")
+            .field("devices", &DevicesDebug(self))
+            .field("people", &self.people)
+            .finish()
+    }
+}
+
+struct DevicesDebug<'a>(&'a State);
+
+impl std::fmt::Debug for DevicesDebug<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.devices()).finish()
     }
 }
 
@@ -266,6 +294,101 @@ impl State {
         );
     }
 
+    /// The account with this user ID.
+    pub fn account(&self, user_id: &str) -> Option<&Account> {
+        self.people.account(user_id)
+    }
+
+    /// The account with this id.
+    pub fn account_by_id(&self, id: AccountId) -> Option<&Account> {
+        self.people.account_by_id(id)
+    }
+
+    /// The account with this (lowercase) e-mail address.
+    pub fn account_by_email(&self, email: &str) -> Option<&Account> {
+        self.people.account_by_email(email)
+    }
+
+    /// Every account, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.people.accounts()
+    }
+
+    /// True if the account was removed (final: its id is never reused).
+    pub fn is_removed(&self, id: AccountId) -> bool {
+        self.people.is_removed(id)
+    }
+
+    /// True if the account's groups and hosts in `zone` were released.
+    pub fn is_released(&self, zone: &Fqdn, id: AccountId) -> bool {
+        self.people.is_released(zone, id)
+    }
+
+    /// Every account that owns groups or hosts.
+    pub fn owners(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.people.owners()
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &Fqdn) -> Option<&Group> {
+        self.people.group(name)
+    }
+
+    /// The account host named `name`.
+    pub fn account_host(&self, name: &Fqdn) -> Option<&Host> {
+        self.people.host(name)
+    }
+
+    /// Every account host, in no particular order.
+    pub fn account_hosts(&self) -> impl Iterator<Item = (&Fqdn, &Host)> {
+        self.people.hosts()
+    }
+
+    /// The names of an account's groups and hosts, in name order.
+    pub fn names_of(&self, id: AccountId) -> impl Iterator<Item = &Fqdn> {
+        self.people.names_of(id)
+    }
+
+    /// True if `name` has an owner (a device, an import, a group or a host) or lies directly
+    /// under a group; a group or host could not be created there.
+    pub fn name_is_taken(&self, name: &Fqdn) -> bool {
+        self.people.reserves(name) || self.slot_of_name(NameRef::of(name)).is_some()
+    }
+
+    /// The DNS records of `name`, whoever owns it; none if it has no address.
+    pub fn addrs(&self, name: &Fqdn) -> Option<HostAddrs> {
+        match self.host(name) {
+            Some(device) => Some(device.addrs()),
+            None => self
+                .people
+                .host(name)
+                .map(Host::addrs)
+                .filter(|addrs| !addrs.is_empty()),
+        }
+    }
+
+    /// The snapshot entry of accounts, groups and hosts under `key`.
+    pub fn people_entry(&self, key: &PeopleKey) -> Option<PeopleEntry> {
+        self.people.entry(key)
+    }
+
+    /// Every entry of accounts, groups and hosts (for a whole snapshot).
+    pub fn people_entries(&self) -> impl Iterator<Item = (PeopleKey, PeopleEntry)> + '_ {
+        self.people.entries()
+    }
+
+    /// Restores an entry of accounts, groups and hosts from a snapshot. Panics if that breaks
+    /// an invariant (see [`State::restore`]).
+    pub fn restore_people(&mut self, key: PeopleKey, entry: PeopleEntry) {
+        if let PeopleKey::Group(name) | PeopleKey::Host(name) = &key {
+            assert!(
+                self.slot_of_name(NameRef::of(name)).is_none(),
+                "snapshot has two owners of {name}"
+            );
+        }
+        self.people.restore(key, entry);
+    }
+
     /// Applies one event: the fold.
     pub fn apply(&mut self, event: &Event) -> Applied {
         match &event.body {
@@ -316,6 +439,16 @@ impl State {
                     None => unchanged(Outcome::NotFound),
                 }
             }
+            body => {
+                // People's part asks the devices' part about names; it is taken out for the
+                // call so that both can be borrowed (taking an empty map allocates nothing).
+                let mut people = std::mem::take(&mut self.people);
+                let applied = people.apply(event.id.0, event.at_ms, body, |name| {
+                    self.slot_of_name(NameRef::of(name)).is_some()
+                });
+                self.people = people;
+                applied
+            }
         }
     }
 
@@ -343,6 +476,7 @@ impl State {
                     unchanged(Outcome::NoChange)
                 };
             }
+            None if self.people.reserves(&fqdn) => return unchanged(Outcome::NameTaken),
             None => self.slot_of_device(vendor, mac),
         };
         let mut new = NewRecord {
@@ -675,15 +809,13 @@ fn device_hash(hasher: &RandomState, vendor: &str, mac: &[u8]) -> u64 {
 }
 
 fn unchanged(outcome: Outcome) -> Applied {
-    Applied {
-        outcome,
-        changed_names: Vec::new(),
-    }
+    changed(outcome, Vec::new())
 }
 
 fn changed(outcome: Outcome, changed_names: Vec<Fqdn>) -> Applied {
     Applied {
         outcome,
         changed_names,
+        people: Vec::new(),
     }
 }
