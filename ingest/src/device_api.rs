@@ -1,5 +1,6 @@
 //! The device API (SPEC §2): `add`, `update`, `remove`, `ipcheck` and `ipdetect`, on the seed's
-//! `.aspx` paths, answering `text/plain` reply codes.
+//! `.aspx` paths, answering `text/plain` reply codes; and the DVR protocol's `/dvr/update`
+//! (`dvr.rs`) on the same listener.
 //!
 //! Each request runs the same steps: charge the source address (911), open the credential
 //! (02), validate the fields (01, 04), answer from memory what needs no change (07, 08, 13,
@@ -7,6 +8,8 @@
 //! otherwise append an event and wait until the fold has applied
 //! it, replying with the outcome the fold gave it. The append returns only once the event is
 //! durable, so a success reply is never sent for an update that could be lost.
+
+mod dvr;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,6 +32,7 @@ use ddns_projector::ProjectorView;
 use serde::Deserialize;
 
 use crate::flood::{FloodConfig, FloodGuard};
+use crate::secret::{PasswordHasher, VerifiedPasswords};
 use crate::source::{Cidr, client_addr};
 use crate::token::{Credential, KeyError, TokenBook, VendorCredentials, VendorKey};
 
@@ -122,7 +126,13 @@ pub struct DeviceApi {
     /// Event ids are this process's random prefix and a counter: unique across nodes and restarts.
     id_prefix: u64,
     id_counter: AtomicU64,
+    /// Checks DVRs' host passwords (shared with the portal: one bound on argon2 runs).
+    hasher: Arc<PasswordHasher>,
+    verified: VerifiedPasswords,
 }
+
+/// Hosts whose last verified password is remembered (a keyed hash each, ~100 bytes).
+const VERIFIED_HOSTS_MAX: usize = 1 << 20;
 
 impl DeviceApi {
     /// Builds the API over `log` (where events go) and `view` (the fold's results).
@@ -185,7 +195,16 @@ impl DeviceApi {
             cipher_form: config.cipher_form,
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
+            hasher: Arc::new(PasswordHasher::new()),
+            verified: VerifiedPasswords::new(VERIFIED_HOSTS_MAX),
         })
+    }
+
+    /// Checks host passwords with `hasher` (one per server, shared with the portal, bounds how
+    /// many argon2 runs happen at once).
+    pub fn with_password_hasher(mut self, hasher: Arc<PasswordHasher>) -> DeviceApi {
+        self.hasher = hasher;
+        self
     }
 
     /// The credentials, for `ddnsd cipher`.
@@ -222,6 +241,10 @@ impl DeviceApi {
             .route(
                 "/ipdetect.aspx",
                 get(|a: Api, p: Peer, r: Request| handle(Route::Ipdetect, a, p, r)),
+            )
+            .route(
+                "/dvr/update",
+                get(|a: Api, p: Peer, r: Request| handle(Route::Dvr, a, p, r)),
             );
         let router = if self.cipher_form {
             router.route(
@@ -245,7 +268,7 @@ impl DeviceApi {
     /// before a no-op is answered this node first folds everything acknowledged anywhere up to
     /// now: the reply then agrees with the log's order, as the fold's would. If that cannot be
     /// done in time the request goes to the log (`None`) and the fold decides.
-    async fn known(&self, decide: impl Fn(&ddns_core::State) -> Option<Reply>) -> Option<Reply> {
+    async fn known<T>(&self, decide: impl Fn(&ddns_core::State) -> Option<T>) -> Option<T> {
         let known = self.view.with_state(&decide)?;
         if !self.log.shared() {
             return Some(known);
@@ -353,6 +376,8 @@ pub(crate) enum Route {
     Remove,
     Ipcheck,
     Ipdetect,
+    /// The DVR protocol's update.
+    Dvr,
     /// Only with `cipher_form`.
     Cipher,
 }
@@ -366,6 +391,7 @@ impl Route {
             "/remove.aspx" => Route::Remove,
             "/ipcheck.aspx" => Route::Ipcheck,
             "/ipdetect.aspx" => Route::Ipdetect,
+            "/dvr/update" => Route::Dvr,
             "/cipher.aspx" if api.cipher_form => Route::Cipher,
             _ => return None,
         })
@@ -379,6 +405,7 @@ impl Route {
             Route::Remove => "remove",
             Route::Ipcheck => "ipcheck",
             Route::Ipdetect => "ipdetect",
+            Route::Dvr => "dvr",
             Route::Cipher => "cipher",
         }
     }
@@ -484,6 +511,7 @@ impl DeviceApi {
             Route::Remove => self.remove(head).await,
             Route::Ipcheck => self.ipcheck(head),
             Route::Ipdetect => self.ipdetect(head),
+            Route::Dvr => self.dvr_update(head).await,
             Route::Cipher => self.cipher(head),
         }
     }

@@ -13,7 +13,13 @@
 //!   NAT puts many devices behind one IPv4 address: where a fleet sits behind one, raise
 //!   `source_requests_per_minute` (the device quota still holds each device to its own rate).
 //! - **per device**: every add/update/remove is charged to its device (vendor + MAC), so one
-//!   misbehaving firmware cannot churn the log whatever addresses it comes from.
+//!   misbehaving firmware cannot churn the log whatever addresses it comes from. A DVR's host
+//!   is a device of its own here (its name is its key).
+//! - **password guesses**: every host password that must be checked by argon2 (one not
+//!   verified before: a wrong one, or a DVR's first after a restart) is charged to the host and
+//!   to the source, so a 3-character password cannot be guessed at line rate and nobody can
+//!   make the server run argon2 at will. A DVR that sends the password it sent before is
+//!   answered from memory and charged nothing here.
 //!
 //! Each quota is "`N` per minute, with bursts of `B`": a key may spend `B` requests at once, and
 //! gets one back every `60/N` seconds. A rate of 0 turns that quota off; a burst of 0 means 1.
@@ -47,6 +53,11 @@ pub struct FloodConfig {
     pub source_requests_per_minute: u32,
     /// Requests a source may make at once before the rate applies. Default 120.
     pub source_burst: u32,
+    /// Host passwords checked by argon2 per host per minute (bursts of half as many). Default 6.
+    pub password_guesses_per_host_per_minute: u32,
+    /// Host passwords checked by argon2 per source per minute (bursts of half as many).
+    /// Default 60.
+    pub password_guesses_per_source_per_minute: u32,
 }
 
 impl Default for FloodConfig {
@@ -56,6 +67,8 @@ impl Default for FloodConfig {
             device_burst: 5,
             source_requests_per_minute: 600,
             source_burst: 120,
+            password_guesses_per_host_per_minute: 6,
+            password_guesses_per_source_per_minute: 60,
         }
     }
 }
@@ -74,6 +87,8 @@ const SHARDS: usize = 512;
 pub struct FloodGuard<C: Clock = DefaultClock> {
     sources: Option<Limiter<IpAddr, C>>,
     devices: Option<Limiter<u128, C>>,
+    host_guesses: Option<Limiter<u128, C>>,
+    source_guesses: Option<Limiter<IpAddr, C>>,
     /// Two independent random SipHash keys: the device key is both hashes, 128 bits, so that
     /// collisions are out of reach even for someone choosing MACs.
     device_hashers: [RandomState; 2],
@@ -95,7 +110,21 @@ impl<C: Clock + Clone> FloodGuard<C> {
                 config.source_burst,
                 clock.clone(),
             ),
-            devices: limiter(config.device_updates_per_minute, config.device_burst, clock),
+            devices: limiter(
+                config.device_updates_per_minute,
+                config.device_burst,
+                clock.clone(),
+            ),
+            host_guesses: limiter(
+                config.password_guesses_per_host_per_minute,
+                config.password_guesses_per_host_per_minute / 2,
+                clock.clone(),
+            ),
+            source_guesses: limiter(
+                config.password_guesses_per_source_per_minute,
+                config.password_guesses_per_source_per_minute / 2,
+                clock,
+            ),
             device_hashers: [RandomState::new(), RandomState::new()],
         }
     }
@@ -131,6 +160,20 @@ impl<C: Clock> FloodGuard<C> {
             .is_none_or(|limiter| limiter.check_key(&self.device_key(vendor, mac)).is_ok())
     }
 
+    /// Charges one argon2 check of `host`'s password to the host and to `source`. `false` means
+    /// the guess is refused (flood) without checking it.
+    pub fn allow_password_guess(&self, host: &str, source: IpAddr) -> bool {
+        let host_ok = self
+            .host_guesses
+            .as_ref()
+            .is_none_or(|limiter| limiter.check_key(&self.device_key("@host", host)).is_ok());
+        host_ok
+            && self
+                .source_guesses
+                .as_ref()
+                .is_none_or(|limiter| limiter.check_key(&source_key(source)).is_ok())
+    }
+
     /// Drops idle keys (call periodically, e.g. every 60 s) so memory stays bounded under a
     /// flood of distinct keys. A key is idle one emission interval (`60/N` s) after its burst
     /// has fully refilled; forgetting it then changes no answer.
@@ -139,10 +182,10 @@ impl<C: Clock> FloodGuard<C> {
     /// at a time, so call it where blocking is fine (`spawn_blocking`), not on a runtime
     /// thread that serves requests. The maps give memory back only when most of it is unused.
     pub fn prune(&self) {
-        for limiter in self.sources.iter() {
+        for limiter in self.sources.iter().chain(&self.source_guesses) {
             prune(limiter);
         }
-        for limiter in self.devices.iter() {
+        for limiter in self.devices.iter().chain(&self.host_guesses) {
             prune(limiter);
         }
     }

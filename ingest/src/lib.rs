@@ -5,14 +5,19 @@
 //! the projector's state, anything else becomes an event appended to the log, and the reply is
 //! the outcome the fold gave that event once it is durable and applied.
 //!
-//! - [`DeviceApi`]: the device API's routes (`add`, `update`, `remove`, `ipcheck`, `ipdetect`),
+//! - [`DeviceApi`]: the device API's routes (`add`, `update`, `remove`, `ipcheck`, `ipdetect`)
+//!   and the DVR protocol's `/dvr/update`,
 //!   served by its own HTTP/1.1 server ([`DeviceApi::serve`]) or as an axum router.
 //! - [`TokenBook`]: the device credential (`mac=TOKEN`), its wire format and key rotation.
-//! - [`FloodGuard`]: the per-source and per-device quotas behind reply `911`.
+//! - [`FloodGuard`]: the per-source and per-device quotas behind reply `911`, and the quota on
+//!   host-password guesses.
+//! - [`PasswordHasher`], [`VerifiedPasswords`]: argon2id for people's passwords (bounded runs),
+//!   and the memory that checks a DVR's repeated host password in microseconds.
 
 mod device_api;
 mod flood;
 mod http;
+mod secret;
 mod source;
 mod token;
 
@@ -21,6 +26,7 @@ pub use http::IDLE_TIMEOUT;
 pub use source::{Cidr, CidrError, client_addr};
 
 pub use flood::{FloodConfig, FloodGuard};
+pub use secret::{HashError, PasswordHasher, VerifiedPasswords, generate_host_password};
 pub use token::{
     Credential, FUTURE_SKEW_SECS, KeyError, MAC_LEN_MAX, REPLAY_CACHE_MAX, TOKEN_LEN_MAX,
     TokenBook, TokenError, VendorCredentials, VendorKey,

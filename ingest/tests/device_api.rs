@@ -1,145 +1,16 @@
 //! The device API through its router, without a socket: every reply code of SPEC §2, and
 //! malformed, oversized, hostile and replayed input.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use bytes::Bytes;
-use ddns_core::{DeviceId, Fqdn, LiveZone, ZoneApex};
-use ddns_ingest::{DeviceApi, FloodConfig, IngestConfig, VendorConfig, VendorKey};
-use ddns_log::{AppendError, Appended, EventLog, LogPosition, LogReader, MemLog, ReadError};
-use ddns_projector::{Projector, ProjectorView};
-use tower::ServiceExt;
-
-const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const OTHER_KEY: &str = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const PEER: &str = "198.51.100.20:40000";
-
-struct Harness {
-    router: Router,
-    api: Arc<DeviceApi>,
-    view: ProjectorView,
-    _dir: tempfile::TempDir,
-}
-
-fn vendors() -> Vec<VendorConfig> {
-    vec![
-        VendorConfig {
-            name: "acme".into(),
-            zone: "dyn.example".into(),
-            keys: vec![VendorKey {
-                id: 1,
-                secret_hex: KEY.into(),
-            }],
-            max_age_secs: None,
-            fields: vec!["port".into(), "fw".into()],
-        },
-        VendorConfig {
-            name: "fresh".into(),
-            zone: "fresh.example".into(),
-            keys: vec![VendorKey {
-                id: 2,
-                secret_hex: OTHER_KEY.into(),
-            }],
-            max_age_secs: Some(300),
-            fields: vec![],
-        },
-    ]
-}
-
-async fn harness_with(config: IngestConfig, log: Arc<dyn EventLog>) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let apexes = ["dyn.example", "fresh.example"]
-        .map(|z| ZoneApex::with_defaults(Fqdn::parse(z).expect("valid"), 60))
-        .to_vec();
-    let projector =
-        Projector::open(dir.path(), Arc::new(LiveZone::new(apexes)), log.clone()).expect("opens");
-    let view = projector.view();
-    tokio::spawn(projector.run());
-    let api =
-        Arc::new(DeviceApi::new(&config, &vendors(), log, view.clone()).expect("valid config"));
-    let peer: SocketAddr = PEER.parse().expect("valid");
-    let router = api.clone().router().layer(MockConnectInfo(peer));
-    Harness {
-        router,
-        api,
-        view,
-        _dir: dir,
-    }
-}
-
-/// A harness whose quotas leave room for a test's quick writes (the flood tests set their own).
-async fn harness() -> Harness {
-    let flood = FloodConfig {
-        device_burst: 50,
-        ..FloodConfig::default()
-    };
-    harness_with(
-        IngestConfig {
-            flood,
-            ..IngestConfig::default()
-        },
-        Arc::new(MemLog::new(1)),
-    )
-    .await
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
-
-impl Harness {
-    fn token(&self, mac: &str) -> String {
-        self.api
-            .tokens()
-            .seal("acme", mac, now_secs())
-            .expect("seals")
-    }
-
-    async fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-        let mut request = Request::get(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .expect("body");
-        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
-    }
-
-    async fn get(&self, uri: &str) -> String {
-        let (status, body) = self.get_with(uri, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{uri:.80}");
-        body
-    }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use common::*;
+use ddns_core::{DeviceId, Fqdn};
+use ddns_ingest::{FloodConfig, IngestConfig, VendorKey};
+use ddns_log::{EventLog, LogPosition, MemLog};
 
 #[tokio::test]
 async fn add_update_ipcheck_remove() {
@@ -548,30 +419,6 @@ async fn user_agent_and_vendor_fields_are_stored_with_the_device() {
 }
 
 /// A log whose appends always fail, to provoke `12` and `16`.
-struct BrokenLog(MemLog);
-
-#[async_trait]
-impl EventLog for BrokenLog {
-    fn partitions(&self) -> u32 {
-        1
-    }
-    fn identity(&self) -> &str {
-        self.0.identity()
-    }
-    fn shared(&self) -> bool {
-        false
-    }
-    async fn append(&self, _key: &[u8], _payload: Bytes) -> Result<Appended, AppendError> {
-        Err(AppendError::Closed)
-    }
-    async fn end(&self) -> Result<LogPosition, ReadError> {
-        self.0.end().await
-    }
-    async fn reader(&self, from: &LogPosition) -> Result<Box<dyn LogReader>, ReadError> {
-        self.0.reader(from).await
-    }
-}
-
 #[tokio::test]
 async fn an_append_that_fails_is_12_or_16_and_acknowledges_nothing() {
     let mem = MemLog::new(1);
