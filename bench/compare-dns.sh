@@ -205,7 +205,7 @@ log "ddnsd: importing the zone"
 run timeout "$READY_TIMEOUT" "$DDNSD" import "$WORK/$ZONE.zone" --data-dir "$WORK/ddnsd" \
     >"$WORK/ddnsd-import.log" 2>&1
 RUST_LOG=warn DDNS_DNS_UDP_WORKERS="$WORKERS" "$DDNSD" serve --data-dir "$WORK/ddnsd" \
-    --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 >"$WORK/ddnsd.log" 2>&1 &
+    --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 >"$WORK/ddnsd.log" 2>&1 &
 pid=$!
 STARTED+=("$pid")
 wait_ready "$port" "$pid"
@@ -218,7 +218,7 @@ stop_tree "$pid"
 port=$(free_port)
 log "ddnsd: restarting from its snapshot"
 RUST_LOG=warn DDNS_DNS_UDP_WORKERS="$WORKERS" "$DDNSD" serve --data-dir "$WORK/ddnsd" \
-    --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 >"$WORK/ddnsd-restart.log" 2>&1 &
+    --dns-listen "127.0.0.1:$port" --http-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 >"$WORK/ddnsd-restart.log" 2>&1 &
 pid=$!
 STARTED+=("$pid")
 wait_ready "$port" "$pid"

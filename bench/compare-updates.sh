@@ -163,7 +163,7 @@ source_requests_per_minute = 1000000000
 source_burst = 10000000
 CONF
 "${prio[@]}" "$bin/ddnsd" serve --config "$ddnsd_dir/ddnsd.toml" --data-dir "$ddnsd_dir/data" \
-  --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 2> "$ddnsd_dir/stderr" & pids+=($!); ddnsd_pid=$!
+  --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 2> "$ddnsd_dir/stderr" & pids+=($!); ddnsd_pid=$!
 for _ in $(seq 1 300); do grep -q "ddnsd ready" "$ddnsd_dir/stderr" && break; sleep 0.1; done
 ready=$(grep "ddnsd ready" "$ddnsd_dir/stderr") || { cat "$ddnsd_dir/stderr" >&2; exit 1; }
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<< "$ready"); dns=$(sed -E 's/.*dns=([^ ]+).*/\1/' <<< "$ready")

@@ -15,14 +15,17 @@
 #                                   start a stopped or killed node again (same data dir, same
 #                                   broker port), wait until ready, print its line
 #
-# DDNSD_BIN picks the binary (default: a release build, made if missing). Variables the nodes
-# read (DDNSD_INGEST__FLOOD__…, RUST_LOG) pass through to every node.
+# DDNSD_BIN picks the binary (default: a release build, made if missing); DDNSD_CLUSTER_PARTITIONS
+# the topic's partitions (default 1). Variables the nodes read (DDNSD_INGEST__FLOOD__…, RUST_LOG)
+# pass through to every node. Each node's admin socket is DIR/NAME/admin.sock (`ddnsd user …
+# --config DIR/cluster.toml --data-dir DIR/NAME/`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 NODES=(ingest1 ingest2 dns1 dns2)
 TOPIC=ddnsd-events
+PARTITIONS=${DDNSD_CLUSTER_PARTITIONS:-1}
 
 die() {
   echo "local-cluster.sh: $*" >&2
@@ -82,7 +85,7 @@ ttl_secs = 60
 [kafka]
 brokers = "127.0.0.1:$port"
 topic = "$TOPIC"
-partitions = 1
+partitions = $PARTITIONS
 # tansu answers a waiting fetch only when this runs out (log/README.md): keep it short locally.
 fetch_wait_max_ms = 20
 
@@ -106,7 +109,7 @@ start_node() {
   (
     export DDNSD_KAFKA__CLIENT_ID="ddnsd-$name"
     exec nohup "$bin" serve --config "$dir/cluster.toml" --data-dir "$dir/$name/" --role "$role" \
-      --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 >>"$dir/$name.log" 2>&1 </dev/null
+      --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 >>"$dir/$name.log" 2>&1 </dev/null
   ) &
   echo $! >"$dir/$name.pid"
 }
@@ -152,7 +155,7 @@ start() {
     port=$(free_port)
     bash "$root/scripts/tansu.sh" start "$dir/broker" "$port" >/dev/null
     echo "$port" >"$dir/broker/port"
-    bash "$root/scripts/tansu.sh" topic "$port" "$TOPIC" 1 >"$dir/broker/topic.log" 2>&1 ||
+    bash "$root/scripts/tansu.sh" topic "$port" "$TOPIC" "$PARTITIONS" >"$dir/broker/topic.log" 2>&1 ||
       die "creating topic $TOPIC failed (see $dir/broker/topic.log)"
     write_config "$dir" "$port"
   fi

@@ -76,7 +76,7 @@ start_server() {
     local data="$work/data-$1" log="$work/server-$1.log"
     rm -rf "$data"
     RUST_LOG=warn,ddnsd=info "${prio[@]}" "$bin/ddnsd" serve --config "$work/ddnsd.toml" --data-dir "$data" \
-        --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 2>"$log" &
+        --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 2>"$log" &
     server_pid=$!
     for _ in $(seq 1 600); do
         if grep -q 'ddnsd ready' "$log"; then break; fi

@@ -19,6 +19,8 @@ packages=(
 )
 if [ "${1:-}" = --tests ]; then
   packages+=(kcat)      # reads the Kafka topic in the cluster tests (scripts/kcat.sh)
+  # The portal's browser test: Debian's Chromium and its driver (same version), headless.
+  packages+=(chromium chromium-driver)
 fi
 
 missing=()

@@ -23,6 +23,7 @@ fn flood(c: &mut Criterion) {
         device_burst: u32::MAX,
         source_requests_per_minute: u32::MAX,
         source_burst: u32::MAX,
+        ..FloodConfig::default()
     });
     let sources: Vec<IpAddr> = (0..KEYS as u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))

@@ -189,10 +189,13 @@ fn a_group_reserves_its_name_against_devices_and_other_accounts() {
         state.apply(&host(12, 2, None, "cam")).outcome,
         Outcome::NameTaken
     );
-    assert!(state.name_is_taken(&name("cam.dyn.example")));
-    assert!(state.name_is_taken(&name("brian.dyn.example")));
-    assert!(state.name_is_taken(&name("any.brian.dyn.example")));
-    assert!(!state.name_is_taken(&name("free.dyn.example")));
+    assert!(state.has_owner(&name("cam.dyn.example")));
+    assert!(state.has_owner(&name("brian.dyn.example")));
+    assert!(
+        !state.has_owner(&name("any.brian.dyn.example")),
+        "free for the group's owner"
+    );
+    assert!(!state.has_owner(&name("free.dyn.example")));
 }
 
 #[test]
@@ -319,7 +322,7 @@ fn a_release_removes_the_accounts_names_and_refuses_later_ones() {
     assert_eq!(applied.outcome, Outcome::Removed);
     assert_eq!(applied.changed_names, [name("cam.brian.dyn.example")]);
     assert_eq!(state.names_of(AccountId(1)).count(), 0);
-    assert!(!state.name_is_taken(&name("brian.dyn.example")));
+    assert!(!state.has_owner(&name("brian.dyn.example")));
     // A host creation that raced the removal and lands after the release is refused.
     assert_eq!(
         state.apply(&host(7, 1, None, "late")).outcome,

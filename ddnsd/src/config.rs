@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ddns_ingest::{IngestConfig, VendorConfig, VendorKey};
 use ddns_log::KafkaConfig;
+use ddns_portal::PortalConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,11 @@ pub struct Config {
     /// Prometheus metrics (`/metrics`) on this address, if set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// The web portal's address.
+    pub portal_listen: SocketAddr,
+    /// The web portal (`[portal]`: brand, zones, signup, …; its `listen` is `portal_listen`).
+    #[serde(default)]
+    pub portal: PortalConfig,
     /// TTL of host records, in seconds.
     pub ttl_secs: u32,
     /// Name servers published at every zone's apex (default `ns1.<zone>`).
@@ -114,6 +120,7 @@ struct Defaults {
     log: LogKind,
     http_listen: &'static str,
     dns_listen: &'static str,
+    portal_listen: &'static str,
     ttl_secs: u32,
     vendors: Vec<VendorFile>,
 }
@@ -126,6 +133,7 @@ impl Default for Defaults {
             log: LogKind::Local,
             http_listen: "127.0.0.1:8080",
             dns_listen: "127.0.0.1:5353",
+            portal_listen: "127.0.0.1:8081",
             ttl_secs: 60,
             vendors: vec![VendorFile {
                 name: "demo".into(),
@@ -151,6 +159,8 @@ pub struct Overrides {
     pub dns_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -171,7 +181,38 @@ impl Config {
         if config.vendors.is_empty() {
             bail!("no vendors configured");
         }
+        let mut config = config;
+        config.portal.listen = config.portal_listen;
         Ok(config)
+    }
+
+    /// The zones the portal offers: `[portal] zones`, or else the first vendor's zone, so one
+    /// namespace is shared out of the box.
+    pub fn portal_zones(&self) -> anyhow::Result<Vec<ddns_core::Fqdn>> {
+        let zones = match self.portal.zones.is_empty() {
+            true => vec![self.vendors[0].zone.clone()],
+            false => self.portal.zones.clone(),
+        };
+        zones
+            .iter()
+            .map(|z| ddns_core::Fqdn::parse(z).with_context(|| format!("portal zone {z:?}")))
+            .collect()
+    }
+
+    /// The portal's settings, with its zones filled in.
+    pub fn portal_config(&self) -> anyhow::Result<PortalConfig> {
+        let mut portal = self.portal.clone();
+        portal.zones = self
+            .portal_zones()?
+            .iter()
+            .map(|z| z.as_str().to_owned())
+            .collect();
+        Ok(portal)
+    }
+
+    /// The admin socket of a running server (`ddnsd user …`, `ddnsd host …`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
     }
 
     /// The vendors with their keys, generating and storing a key for any vendor without one.

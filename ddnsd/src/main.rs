@@ -3,7 +3,10 @@
 //! - `ddnsd serve`: device API + log + projector + DNS in one process (`--role` picks a part).
 //! - `ddnsd cipher --mac MAC`: seals a device credential (the seed's cipher.aspx).
 //! - `ddnsd import FILE`: loads a zone file's A/AAAA records into the log.
+//! - `ddnsd user add|list|remove`, `ddnsd host add|list`: people's accounts and hosts, on a running
+//!   server (its admin socket) or a stopped one's data dir.
 
+mod admin;
 mod config;
 mod eventlog;
 mod import;
@@ -45,6 +48,9 @@ enum Command {
         /// Prometheus metrics address (serves /metrics) [default: off].
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Web portal address [default: 127.0.0.1:8081].
+        #[arg(long)]
+        portal_listen: Option<SocketAddr>,
         /// What this node serves [default: all].
         #[arg(long, value_enum)]
         role: Option<config::Role>,
@@ -74,6 +80,68 @@ enum Command {
         #[arg(long)]
         issued_at: Option<u64>,
     },
+    /// People's accounts (the portal's), on a running server or a stopped one's data dir.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Accounts' hosts (the DVR protocol's), on a running server or a stopped one's data dir.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates an account; its password is read from stdin (one line).
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The user ID (5 to 20 letters or digits).
+        user_id: String,
+        /// The account's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Lists every account.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Removes an account with its groups and hosts.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        /// The user ID.
+        user_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Creates a host for an account (its group too, if needed); the host password is read
+    /// from stdin (one line), or generated with --generate and printed once.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// HOST.zone, or HOST.GROUP.zone.
+        fqdn: String,
+        /// The owner's user ID.
+        #[arg(long)]
+        user: String,
+        /// Generate a 128-bit host password and print it.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Lists hosts: every account's, or one's.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -88,10 +156,17 @@ struct Common {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The server tells what it does; a command prints its result and only warns on stderr.
+    let default_filter = match cli.command {
+        Command::Serve { .. } | Command::Import { .. } => {
+            "info,hickory_server=warn,hickory_proto=warn"
+        }
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "info,hickory_server=warn,hickory_proto=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -102,6 +177,7 @@ fn main() -> anyhow::Result<()> {
             http_listen,
             dns_listen,
             metrics_listen,
+            portal_listen,
             role,
         } => {
             let overrides = Overrides {
@@ -110,6 +186,7 @@ fn main() -> anyhow::Result<()> {
                 http_listen,
                 dns_listen,
                 metrics_listen,
+                portal_listen,
             };
             let config = Config::load(common.config.as_deref(), &overrides)?;
             tokio::runtime::Builder::new_multi_thread()
@@ -171,5 +248,83 @@ fn main() -> anyhow::Result<()> {
             println!("{}", book.seal(&vendor, &mac, now)?);
             Ok(())
         }
+        Command::User { command } => {
+            let (common, request) = match command {
+                UserCommand::Add {
+                    common,
+                    user_id,
+                    email,
+                } => (
+                    common,
+                    admin::Request::UserAdd {
+                        user_id,
+                        email,
+                        password: read_secret("password")?,
+                    },
+                ),
+                UserCommand::List { common } => (common, admin::Request::UserList),
+                UserCommand::Remove { common, user_id } => {
+                    (common, admin::Request::UserRemove { user_id })
+                }
+            };
+            administer(common, request)
+        }
+        Command::Host { command } => {
+            let (common, request) = match command {
+                HostCommand::Add {
+                    common,
+                    fqdn,
+                    user,
+                    generate,
+                } => {
+                    let password = match generate {
+                        true => None,
+                        false => Some(read_secret("host password")?),
+                    };
+                    (
+                        common,
+                        admin::Request::HostAdd {
+                            fqdn,
+                            user_id: user,
+                            password,
+                        },
+                    )
+                }
+                HostCommand::List { common, user } => {
+                    (common, admin::Request::HostList { user_id: user })
+                }
+            };
+            administer(common, request)
+        }
     }
+}
+
+/// Runs an operator's command on the server of `common`'s config and prints its output.
+fn administer(common: Common, request: admin::Request) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: common.data_dir,
+        ..Overrides::default()
+    };
+    let config = Config::load(common.config.as_deref(), &overrides)?;
+    let output = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(admin::send(&config, request))?;
+    println!("{output}");
+    Ok(())
+}
+
+/// One line of stdin, without its line end: a secret never goes on the command line, where
+/// other users' `ps` would see it.
+fn read_secret(what: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from stdin"))?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        anyhow::bail!("give the {what} on stdin (one line)");
+    }
+    Ok(secret)
 }

@@ -1,4 +1,5 @@
-//! `ddnsd serve`: wires the log, the projector, the device API and DNS together, as the role says.
+//! `ddnsd serve`: wires the log, the projector, the device API, the portal, the admin socket
+//! and DNS together, as the role says.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ddns_core::{Fqdn, LiveZone, ZoneApex};
 use ddns_dns::DnsServer;
-use ddns_ingest::DeviceApi;
+use ddns_ingest::{DeviceApi, PasswordHasher};
 use ddns_log::EventLog;
-use ddns_projector::{Projector, ProjectorView};
+use ddns_portal::{LogDirectory, Portal};
+use ddns_projector::{Committer, Projector, ProjectorView};
 
+use crate::admin;
 use crate::config::Config;
 use crate::eventlog;
 
@@ -46,8 +49,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    // One bound on argon2 runs for the whole server: DVRs' host passwords and the portal's.
+    let hasher = Arc::new(PasswordHasher::new());
     let http = match config.role.serves_http() {
-        true => Some(serve_device_api(&config, &vendors, log.clone(), view.clone()).await?),
+        true => Some(
+            serve_device_api(&config, &vendors, log.clone(), view.clone(), hasher.clone()).await?,
+        ),
+        false => None,
+    };
+    let directory = serve_directory(&config, log.clone(), view.clone(), hasher.clone()).await?;
+    let portal = match config.role.serves_http() {
+        true => Some(serve_portal(&config, directory, hasher).await?),
         false => None,
     };
     let metrics_addr = match config.metrics_listen {
@@ -62,6 +74,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if let Some(dns) = &dns {
         bound.push_str(&format!(" dns={}", dns.local_addr()));
+    }
+    if let Some(addr) = portal {
+        bound.push_str(&format!(" portal={addr}"));
     }
     tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), replayed = view.stats().records_read, "ddnsd ready:{bound}");
 
@@ -90,8 +105,10 @@ async fn serve_device_api(
     vendors: &[ddns_ingest::VendorConfig],
     log: Arc<dyn EventLog>,
     view: ProjectorView,
+    hasher: Arc<PasswordHasher>,
 ) -> anyhow::Result<(SocketAddr, HttpTask)> {
-    let api = Arc::new(DeviceApi::new(&config.ingest, vendors, log, view)?);
+    let api = DeviceApi::new(&config.ingest, vendors, log, view)?.with_password_hasher(hasher);
+    let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
@@ -111,6 +128,53 @@ async fn serve_device_api(
     // the CPU per request.
     let task = tokio::spawn(api.serve(listener, shutdown_signal()));
     Ok((addr, task))
+}
+
+/// The directory of accounts and hosts, with the admin socket serving it (on every role:
+/// operators list and change people through any node); first finishes any account removal a
+/// stopped node left half done.
+async fn serve_directory(
+    config: &Config,
+    log: Arc<dyn EventLog>,
+    view: ProjectorView,
+    hasher: Arc<PasswordHasher>,
+) -> anyhow::Result<Arc<LogDirectory>> {
+    let timeout = Duration::from_millis(config.ingest.reply_timeout_ms);
+    let committer = Arc::new(Committer::new(log, view.clone(), timeout));
+    let zones = config.portal_zones()?;
+    let directory = Arc::new(LogDirectory::new(committer, zones.clone()));
+    match directory.release_removed().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(releases = n, "finished removing accounts"),
+        Err(error) => tracing::warn!(%error, "could not finish removing accounts; next start will"),
+    }
+    let socket = config.admin_socket();
+    let admin = directory.clone();
+    tokio::spawn(async move {
+        if let Err(error) = admin::serve(&socket, admin, hasher, view, zones).await {
+            tracing::error!(%error, socket = %socket.display(), "the admin socket stopped");
+        }
+    });
+    Ok(directory)
+}
+
+/// Binds the portal and serves it until a shutdown signal.
+async fn serve_portal(
+    config: &Config,
+    directory: Arc<LogDirectory>,
+    hasher: Arc<PasswordHasher>,
+) -> anyhow::Result<SocketAddr> {
+    let portal = Portal::new(config.portal_config()?, directory)?.with_password_hasher(hasher);
+    let listener = tokio::net::TcpListener::bind(config.portal_listen)
+        .await
+        .with_context(|| format!("binding the portal on {}", config.portal_listen))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = portal.serve(listener, shutdown_signal()).await {
+            tracing::error!(%error, "the portal stopped");
+        }
+    });
+    Ok(addr)
 }
 
 /// Gives the heap's free pages back to the OS.

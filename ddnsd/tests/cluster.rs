@@ -31,8 +31,13 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Starts a cluster with extra variables for the script (`DDNSD_CLUSTER_PARTITIONS`).
+    fn start_with(env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = script(&["start", &dir.path().display().to_string()]);
+        let out = script_with(&["start", &dir.path().display().to_string()], env);
         let mut cluster = Cluster {
             dir,
             broker: "0.0.0.0:0".parse().expect("valid"),
@@ -86,6 +91,33 @@ impl Cluster {
         body
     }
 
+    /// Runs an operator's command (`user add …`) on node `name` through its admin socket, with
+    /// `stdin` as its input: its output, or its error.
+    fn admin(&self, name: &str, args: &[&str], stdin: &str) -> Result<String, String> {
+        use std::io::Write;
+        let dir = self.path();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["--config", &format!("{dir}/cluster.toml")])
+            .args(["--data-dir", &format!("{dir}/{name}/")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ddnsd runs");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(stdin.as_bytes())
+            .expect("stdin written");
+        let out = child.wait_with_output().expect("ddnsd finishes");
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
     /// SIGKILLs `name` (`dns1`, `broker`, …).
     fn kill(&self, name: &str) {
         script(&["kill", &self.path(), name]);
@@ -109,6 +141,14 @@ impl Cluster {
 
     /// Every record of the topic, read by kcat from the beginning: (key, payload).
     fn topic_records(&self) -> Vec<(String, Vec<u8>)> {
+        self.topic_records_by_partition()
+            .into_iter()
+            .map(|(_, key, payload)| (key, payload))
+            .collect()
+    }
+
+    /// Every record of the topic, read by kcat from the beginning: (partition, key, payload).
+    fn topic_records_by_partition(&self) -> Vec<(u32, String, Vec<u8>)> {
         // Per record: a text header "partition offset key payload-length\n", then the payload's
         // bytes (binary), then "\n".
         let out = Command::new("bash")
@@ -140,7 +180,8 @@ impl Cluster {
             let len: usize = fields[3].parse().expect("length");
             let payload = rest[newline + 1..newline + 1 + len].to_vec();
             assert_eq!(rest[newline + 1 + len], b'\n');
-            records.push((fields[2].to_owned(), payload));
+            let partition = fields[0].parse().expect("a partition number");
+            records.push((partition, fields[2].to_owned(), payload));
             rest = &rest[newline + 2 + len..];
         }
         records
@@ -156,9 +197,14 @@ impl Drop for Cluster {
 }
 
 fn script(args: &[&str]) -> String {
+    script_with(args, &[])
+}
+
+fn script_with(args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new("bash")
         .arg(SCRIPT)
         .args(args)
+        .envs(env.iter().copied())
         .env("DDNSD_BIN", BIN)
         .env("RUST_LOG", "info")
         // The tests send many requests from 127.0.0.1.
@@ -608,4 +654,128 @@ fn a_zone_file_imported_into_the_topic_is_served_by_every_dns_node_at_once() {
         "07"
     );
     assert_eq!(cluster.topic_records().len(), 500);
+}
+
+/// Runs `each(0)` and `each(1)` at the same moment on two threads; their results in order.
+fn race<T: Send>(each: impl Fn(usize) -> T + Sync) -> [T; 2] {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let runs = [0, 1].map(|i| {
+            let (barrier, each) = (&barrier, &each);
+            scope.spawn(move || {
+                barrier.wait();
+                each(i)
+            })
+        });
+        runs.map(|run| run.join().expect("no panic"))
+    })
+}
+
+#[test]
+fn accounts_racing_through_two_nodes_agree_on_every_node() {
+    // Two partitions: account events in one, the zone's in the other.
+    let cluster = Cluster::start_with(&[("DDNSD_CLUSTER_PARTITIONS", "2")]);
+    let ingest = ["ingest1", "ingest2"];
+
+    // One user ID, signed up through both ingest nodes at once: one account.
+    let [a, b] = race(|i| {
+        let email = format!("racer{i}@x.example");
+        let args = ["user", "add", "racer01", "--email", &email];
+        cluster.admin(ingest[i], &args, "a long pass phrase\n")
+    });
+    let (won, lost) = if a.is_ok() { (a, b) } else { (b, a) };
+    assert!(won.is_ok(), "{won:?}");
+    assert!(
+        lost.as_ref()
+            .is_err_and(|e| e.contains("USER ID Duplicate Error")),
+        "{lost:?}"
+    );
+
+    // One e-mail, two user IDs: one account.
+    let [a, b] = race(|i| {
+        let user = format!("mailer0{i}");
+        let args = ["user", "add", &user, "--email", "same@x.example"];
+        cluster.admin(ingest[i], &args, "a long pass phrase\n")
+    });
+    let (won, lost) = if a.is_ok() { (a, b) } else { (b, a) };
+    assert!(won.is_ok(), "{won:?}");
+    assert!(
+        lost.as_ref()
+            .is_err_and(|e| e.contains("USER EMAIL Duplicate Error")),
+        "{lost:?}"
+    );
+
+    // A host created through one node while its account is removed through the other.
+    for round in 0..3 {
+        let user = format!("victim{round}");
+        let email = format!("{user}@x.example");
+        cluster
+            .admin(
+                "ingest1",
+                &["user", "add", &user, "--email", &email],
+                "a long pass phrase\n",
+            )
+            .expect("signed up");
+        let host = format!("cam{round}.dyn.example");
+        // The host may or may not be created first; the removal always succeeds.
+        let [_host_added, removed] = race(|i| match i {
+            0 => cluster.admin(
+                ingest[0],
+                &["host", "add", &host, "--user", &user, "--generate"],
+                "",
+            ),
+            _ => cluster.admin(ingest[1], &["user", "remove", &user], ""),
+        });
+        assert!(removed.is_ok(), "{removed:?}");
+    }
+
+    // Every node, ingest and dns, ends with the same accounts and hosts, and no host of a
+    // removed account.
+    let nodes = ["ingest1", "ingest2", "dns1", "dns2"];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lists = loop {
+        let lists: Vec<(String, String)> = nodes
+            .iter()
+            .map(|node| {
+                let users = cluster
+                    .admin(node, &["user", "list"], "")
+                    .expect("user list");
+                let hosts = cluster
+                    .admin(node, &["host", "list"], "")
+                    .expect("host list");
+                (users, hosts)
+            })
+            .collect();
+        if lists.iter().all(|l| *l == lists[0]) {
+            break lists;
+        }
+        assert!(Instant::now() < deadline, "nodes disagree: {lists:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (users, hosts) = &lists[0];
+    assert!(
+        users.contains("racer01") && !users.contains("victim"),
+        "{users}"
+    );
+    assert_eq!(users.matches("mailer0").count(), 1, "{users}");
+    assert!(
+        !hosts.contains("cam"),
+        "a removed account's host survived: {hosts}"
+    );
+
+    // The account events and the zone's events are in different partitions.
+    let records = cluster.topic_records_by_partition();
+    let partitions_of = |key: &str| -> HashSet<u32> {
+        records
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(p, _, _)| *p)
+            .collect()
+    };
+    let (accounts, zone) = (partitions_of("@accounts"), partitions_of("dyn.example"));
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert!(
+        !zone.is_empty() && accounts.is_disjoint(&zone),
+        "{accounts:?} {zone:?}"
+    );
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use common::*;
 
 const DEVICES: usize = 40;
+/// DVR hosts: each costs one argon2 run to create and one to verify first.
+const DVRS: usize = 16;
 const WRITERS: usize = 8;
 const ACKED_BEFORE_KILL: usize = 1_000;
 
@@ -37,21 +39,98 @@ fn acknowledged_updates_survive_kill_9() {
         );
     }
 
+    let update =
+        move |d: usize, ip: &str| (format!("/update.aspx?mac={}&myip={ip}", tokens[d]), "09");
+    let answers = kill_9_under_updates(server, DEVICES, update);
+    let server = Server::start(&data, Some(&config));
+    answers.check(&server, |d| format!("dev{d}.dyn.example"));
+}
+
+#[test]
+fn acknowledged_dvr_updates_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), ROOMY_QUOTAS);
+    let data = dir.path().join("data");
+    let server = Server::start(&data, Some(&config));
+    let admin = |args: &[&str], stdin: &str| {
+        let out = admin_command(&data, &config, args, stdin);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    admin(
+        &["user", "add", "brian01", "--email", "b@x.example"],
+        "a long pass phrase\n",
+    );
+    for d in 0..DVRS {
+        let fqdn = format!("dvr{d}.brian.dyn.example");
+        admin(
+            &["host", "add", &fqdn, "--user", "brian01"],
+            &format!("pw{d}\n"),
+        );
+        assert_eq!(
+            server.reply(&format!("/dvr/update?host={fqdn}&pw=pw{d}&ip=192.0.2.1")),
+            "ACT"
+        );
+    }
+    let update = |d: usize, ip: &str| {
+        (
+            format!("/dvr/update?host=dvr{d}.brian.dyn.example&pw=pw{d}&ip={ip}"),
+            "ACT",
+        )
+    };
+    let answers = kill_9_under_updates(server, DVRS, update);
+    let server = Server::start(&data, Some(&config));
+    answers.check(&server, |d| format!("dvr{d}.brian.dyn.example"));
+}
+
+/// What every host was told (and what was in flight) when the server was killed.
+struct Answers {
+    logs: Vec<DeviceLog>,
+    total_acked: usize,
+}
+
+impl Answers {
+    /// Every host's DNS answer is its last acknowledged address, or the one in flight.
+    fn check(&self, server: &Server, name: impl Fn(usize) -> String) {
+        for (d, log) in self.logs.iter().enumerate() {
+            let answer = server.dig_short(&[&name(d), "A"]);
+            let allowed: Vec<&String> = log.acked.iter().chain(log.in_flight.iter()).collect();
+            assert!(
+                answer.len() == 1 && allowed.contains(&&answer[0]),
+                "{}: DNS says {answer:?}, last acknowledged {:?} (in flight at the kill: {:?}); {} acks in all",
+                name(d),
+                log.acked,
+                log.in_flight,
+                self.total_acked
+            );
+        }
+    }
+}
+
+/// Keeps `hosts` hosts updating (each at 192.0.2.1 to start with) through `update(host, ip)`
+/// (a path and its success reply) from several writers, kills the server with SIGKILL once
+/// enough updates were acknowledged, and returns what each host was told.
+fn kill_9_under_updates(
+    server: Server,
+    hosts: usize,
+    update: impl Fn(usize, &str) -> (String, &'static str) + Send + Sync + Clone + 'static,
+) -> Answers {
     let http = server.http;
     let logs = Arc::new(Mutex::new(vec![
         DeviceLog {
             acked: Some("192.0.2.1".into()),
             in_flight: None
         };
-        DEVICES
+        hosts
     ]));
     let acked = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (tokens, logs, acked, stop) =
-                (tokens.clone(), logs.clone(), acked.clone(), stop.clone());
-            std::thread::spawn(move || write_until_refused(w, http, &tokens, &logs, &acked, &stop))
+            let (update, logs, acked, stop) =
+                (update.clone(), logs.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                write_until_refused(w, http, hosts, &update, &logs, &acked, &stop)
+            })
         })
         .collect();
     // Wait (bounded) until enough updates were acknowledged, then kill mid-load.
@@ -71,32 +150,22 @@ fn acknowledged_updates_survive_kill_9() {
     }
     let total_acked = acked.load(Ordering::SeqCst);
     assert!(total_acked >= ACKED_BEFORE_KILL);
-
-    let server = Server::start(&data, Some(&config));
-    let logs = logs.lock().expect("lock");
-    for (d, log) in logs.iter().enumerate() {
-        let answer = server.dig_short(&[&format!("dev{d}.dyn.example"), "A"]);
-        let allowed: Vec<&String> = log.acked.iter().chain(log.in_flight.iter()).collect();
-        assert!(
-            answer.len() == 1 && allowed.contains(&&answer[0]),
-            "dev{d}: DNS says {answer:?}, last acknowledged {:?} (in flight at the kill: {:?}); {total_acked} acks in all",
-            log.acked,
-            log.in_flight
-        );
-    }
+    let logs = logs.lock().expect("lock").clone();
+    Answers { logs, total_acked }
 }
 
-/// Sends updates for the writer's devices, one at a time per device, recording each reply,
-/// until the server stops answering.
+/// Sends updates for the writer's hosts, one at a time per host, recording each reply, until
+/// the server stops answering.
 fn write_until_refused(
     writer: usize,
     http: SocketAddr,
-    tokens: &[String],
+    hosts: usize,
+    update: &impl Fn(usize, &str) -> (String, &'static str),
     logs: &Mutex<Vec<DeviceLog>>,
     acked: &AtomicUsize,
     stop: &AtomicBool,
 ) {
-    let mine: Vec<usize> = (writer..tokens.len()).step_by(WRITERS).collect();
+    let mine: Vec<usize> = (writer..hosts).step_by(WRITERS).collect();
     let mut n: u32 = 0;
     // Bounded: at most 100k requests per writer even if the kill never comes.
     while !stop.load(Ordering::SeqCst) && n < 100_000 {
@@ -109,16 +178,15 @@ fn write_until_refused(
             (n & 0xff).max(1)
         );
         logs.lock().expect("lock")[d].in_flight = Some(ip.clone());
-        let Some((status, body)) =
-            try_get(http, &format!("/update.aspx?mac={}&myip={ip}", tokens[d]))
-        else {
+        let (path, success) = update(d, &ip);
+        let Some((status, body)) = try_get(http, &path) else {
             return;
         };
         let mut logs = logs.lock().expect("lock");
         assert_eq!(
             (status, body.as_str()),
-            (200, "09"),
-            "dev{d} update to {ip}"
+            (200, success),
+            "host {d} update to {ip}"
         );
         logs[d] = DeviceLog {
             acked: Some(ip),

@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -23,12 +22,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
-use ddns_core::{
-    DeviceId, Event, EventBody, EventId, Fields, Fqdn, Label, Outcome, Reply, encode_event,
-};
+use ddns_core::{DeviceId, EventBody, Fields, Fqdn, Label, Reply};
 use ddns_log::EventLog;
-use ddns_projector::ProjectorView;
+use ddns_projector::{Committer, ProjectorView};
 use serde::Deserialize;
 
 use crate::flood::{FloodConfig, FloodGuard};
@@ -119,13 +115,8 @@ pub struct DeviceApi {
     flood: FloodGuard,
     vendors: HashMap<String, Vendor>,
     trusted: Vec<Cidr>,
-    log: Arc<dyn EventLog>,
-    view: ProjectorView,
-    reply_timeout: Duration,
+    committer: Committer,
     cipher_form: bool,
-    /// Event ids are this process's random prefix and a counter: unique across nodes and restarts.
-    id_prefix: u64,
-    id_counter: AtomicU64,
     /// Checks DVRs' host passwords (shared with the portal: one bound on argon2 runs).
     hasher: Arc<PasswordHasher>,
     verified: VerifiedPasswords,
@@ -189,12 +180,8 @@ impl DeviceApi {
             flood: FloodGuard::new(&config.flood),
             vendors,
             trusted,
-            log,
-            view,
-            reply_timeout: Duration::from_millis(config.reply_timeout_ms),
+            committer: Committer::new(log, view, Duration::from_millis(config.reply_timeout_ms)),
             cipher_form: config.cipher_form,
-            id_prefix: rand::random(),
-            id_counter: AtomicU64::new(0),
             hasher: Arc::new(PasswordHasher::new()),
             verified: VerifiedPasswords::new(VERIFIED_HOSTS_MAX),
         })
@@ -255,63 +242,6 @@ impl DeviceApi {
             router
         };
         router.with_state(self)
-    }
-
-    fn next_event_id(&self) -> EventId {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        EventId((u128::from(self.id_prefix) << 64) | u128::from(n))
-    }
-
-    /// Appends `body` and waits for the fold's outcome; `None` if it cannot say in time.
-    /// Answers from the folded state with `decide`, which returns a reply when the request needs
-    /// no event. On a shared log another node may have just changed this device or name, so
-    /// before a no-op is answered this node first folds everything acknowledged anywhere up to
-    /// now: the reply then agrees with the log's order, as the fold's would. If that cannot be
-    /// done in time the request goes to the log (`None`) and the fold decides.
-    async fn known<T>(&self, decide: impl Fn(&ddns_core::State) -> Option<T>) -> Option<T> {
-        let known = self.view.with_state(&decide)?;
-        if !self.log.shared() {
-            return Some(known);
-        }
-        let caught_up = tokio::time::timeout(self.reply_timeout, async {
-            let end = self.log.end().await.ok()?;
-            self.view.wait_applied(&end).await;
-            Some(())
-        });
-        match caught_up.await {
-            Ok(Some(())) => self.view.with_state(decide),
-            _ => None,
-        }
-    }
-
-    async fn commit(&self, body: EventBody) -> Option<Outcome> {
-        let event = Event {
-            id: self.next_event_id(),
-            at_ms: now_ms(),
-            body,
-        };
-        let payload = match encode_event(&event) {
-            Ok(payload) => Bytes::from(payload),
-            Err(error) => {
-                tracing::warn!(%error, "event does not encode");
-                return None;
-            }
-        };
-        let waiter = self.view.expect(event.id);
-        let started = std::time::Instant::now();
-        if let Err(error) = self.log.append(event.key(), payload).await {
-            tracing::error!(%error, "append failed");
-            return None;
-        }
-        let outcome = tokio::time::timeout(self.reply_timeout, waiter.outcome())
-            .await
-            .ok()
-            .flatten();
-        metrics::histogram!("ddns_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
-        if outcome.is_none() {
-            tracing::error!(id = ?event.id, "durable event not folded in time");
-        }
-        outcome
     }
 }
 
@@ -568,7 +498,13 @@ impl DeviceApi {
         if let Err(refused) = request.allow_device(self, route) {
             return refused;
         }
-        reply(route, self.commit(body).await.map_or(failed, Reply::from))
+        reply(
+            route,
+            self.committer
+                .commit(body)
+                .await
+                .map_or(failed, Reply::from),
+        )
     }
 
     async fn add(&self, head: &Head<'_>) -> Answer {
@@ -590,7 +526,7 @@ impl DeviceApi {
         };
         let device = request.device();
         // Answered from memory when the fold would change nothing: no event for a no-op.
-        let known = self.known(|state| {
+        let known = self.committer.known(|state| {
             if state.owner(&fqdn).is_some_and(|owner| owner != device) {
                 return Some(Reply::NameTaken);
             }
@@ -623,7 +559,7 @@ impl DeviceApi {
             return reply(ROUTE, Reply::InvalidIp);
         };
         let device = request.device();
-        let known = self.known(|state| match state.device(&device) {
+        let known = self.committer.known(|state| match state.device(&device) {
             None => Some(Reply::NotFound),
             Some(current) if current.addr_of_family(addr) == Some(addr) => Some(Reply::NoChange),
             Some(_) => None,
@@ -648,7 +584,9 @@ impl DeviceApi {
             Err(refused) => return refused,
         };
         let device = request.device();
-        let known = self.known(|state| state.device(&device).is_none().then_some(Reply::NotFound));
+        let known = self
+            .committer
+            .known(|state| state.device(&device).is_none().then_some(Reply::NotFound));
         if let Some(known) = known.await {
             return reply(ROUTE, known);
         }
@@ -665,7 +603,7 @@ impl DeviceApi {
             Err(refused) => return refused,
         };
         let device = request.device();
-        let registered = self.view.with_state(|state| {
+        let registered = self.committer.view().with_state(|state| {
             state
                 .device(&device)
                 .map(|d| d.v4.map(IpAddr::V4).or(d.v6.map(IpAddr::V6)))

@@ -9,6 +9,9 @@
 //!    of its own that writes them in one atomic RocksDB write, so a restart loads a state and
 //!    the exact position it reflects, and replays only the tail.
 //!
+//! A [`Committer`] is the request side: it appends an event and waits for the outcome the fold
+//! gave it.
+//!
 //! The snapshot is written behind the fold, off the path of every reply: a reply needs the
 //! event durable in the log and the fold's outcome, not the cache. When the writer falls
 //! behind, the batches queued meanwhile are merged (a device's latest record wins, the
@@ -18,6 +21,7 @@
 //! The snapshot needs no fsync of its own: the log is the source of truth, and a snapshot that
 //! lost its last writes in a crash is still a consistent (state, position) pair to replay from.
 
+mod commit;
 mod snapshot;
 mod view;
 
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 use ddns_core::{Device, DeviceId, LiveZone, PeopleEntry, PeopleKey, State, decode_event};
 use ddns_log::{EventLog, LogPosition, ReadError};
 
+pub use commit::Committer;
 pub use snapshot::SnapshotError;
 pub use view::{OutcomeWaiter, ProjectorView};
 

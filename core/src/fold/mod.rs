@@ -349,10 +349,12 @@ impl State {
         self.people.names_of(id)
     }
 
-    /// True if `name` has an owner (a device, an import, a group or a host) or lies directly
-    /// under a group; a group or host could not be created there.
-    pub fn name_is_taken(&self, name: &Fqdn) -> bool {
-        self.people.reserves(name) || self.slot_of_name(NameRef::of(name)).is_some()
+    /// True if `name` has an owner: a device, an import, a group or a host (what a new group
+    /// or host may not take; a device or import may not take a name under a group either).
+    pub fn has_owner(&self, name: &Fqdn) -> bool {
+        self.people.group(name).is_some()
+            || self.people.host(name).is_some()
+            || self.slot_of_name(NameRef::of(name)).is_some()
     }
 
     /// The DNS records of `name`, whoever owns it; none if it has no address.

@@ -24,6 +24,8 @@ pub struct Server {
     child: Child,
     pub http: SocketAddr,
     pub dns: SocketAddr,
+    /// The web portal (absent on a DNS-only node).
+    pub portal: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
     /// Every line the server wrote to stderr so far, collected by a thread.
@@ -48,6 +50,8 @@ impl Server {
                 "--http-listen",
                 "127.0.0.1:0",
                 "--dns-listen",
+                "127.0.0.1:0",
+                "--portal-listen",
                 "127.0.0.1:0",
             ])
             .arg("--data-dir")
@@ -95,6 +99,7 @@ impl Server {
                     child,
                     http: field("http"),
                     dns: field("dns"),
+                    portal: rest.contains("portal=").then(|| field("portal")),
                     data_dir: data_dir.to_owned(),
                     config: config.map(Path::to_owned),
                     lines,
@@ -248,4 +253,33 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("ddnsd.toml");
     std::fs::write(&path, text).expect("config written");
     path
+}
+
+/// Runs an operator's command (`user add …`) on the server of `data_dir` (through its admin
+/// socket when it runs), with `stdin` as its input.
+pub fn admin_command(
+    data_dir: &Path,
+    config: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .env_remove("DDNSD_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ddnsd runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .expect("stdin written");
+    child.wait_with_output().expect("ddnsd finishes")
 }

@@ -78,7 +78,7 @@ impl DeviceApi {
         let Ok(fqdn) = Fqdn::parse(params.get("host").unwrap_or_default()) else {
             return answer(DvrReply::NoSuchHost);
         };
-        let found = self.known(|state| {
+        let found = self.committer.known(|state| {
             Some(match state.account_host(&fqdn) {
                 Some(host) => Ok(Known {
                     zone: host.zone.clone(),
@@ -110,7 +110,7 @@ impl DeviceApi {
             return answer(DvrReply::InvalidIp);
         };
         // Nothing to change: the address is current and the host already shows OK.
-        let current = self.known(|state| {
+        let current = self.committer.known(|state| {
             let host = state.account_host(&fqdn)?;
             (host.status == HostStatus::Ok && host.addrs().of_family(addr) == Some(addr))
                 .then_some(())
@@ -128,7 +128,7 @@ impl DeviceApi {
             addr,
             account: None,
         };
-        answer(match self.commit(body).await {
+        answer(match self.committer.commit(body).await {
             Some(Outcome::Modified | Outcome::NoChange) => DvrReply::Act,
             // Removed between the lookup and the fold.
             Some(Outcome::NotFound) => DvrReply::NoSuchHost,
@@ -176,7 +176,7 @@ impl DeviceApi {
     /// Records the host's new status, if it is new (best effort: the reply does not depend on
     /// it, and a status is not worth a flood's events).
     async fn set_status(&self, zone: &Fqdn, fqdn: &Fqdn, status: HostStatus) {
-        let unchanged = self.view.with_state(|state| {
+        let unchanged = self.committer.view().with_state(|state| {
             state
                 .account_host(fqdn)
                 .is_none_or(|host| host.status == status)
@@ -189,7 +189,7 @@ impl DeviceApi {
             fqdn: fqdn.clone(),
             status,
         };
-        self.commit(body).await;
+        self.committer.commit(body).await;
     }
 }
 
