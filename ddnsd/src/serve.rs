@@ -10,7 +10,7 @@ use ddns_core::{Fqdn, LiveZone, ZoneApex};
 use ddns_dns::DnsServer;
 use ddns_ingest::{DeviceApi, PasswordHasher};
 use ddns_log::EventLog;
-use ddns_portal::{LogDirectory, Portal};
+use ddns_portal::{LogDirectory, Portal, Prober};
 use ddns_projector::{Committer, Projector, ProjectorView};
 
 use crate::admin;
@@ -142,7 +142,8 @@ async fn serve_directory(
     let timeout = Duration::from_millis(config.ingest.reply_timeout_ms);
     let committer = Arc::new(Committer::new(log, view.clone(), timeout));
     let zones = config.portal_zones()?;
-    let directory = Arc::new(LogDirectory::new(committer, zones.clone()));
+    let directory = Arc::new(LogDirectory::new(committer.clone(), zones.clone()));
+    tokio::spawn(Prober::new(committer, config.portal.probe.clone()).run());
     match directory.release_removed().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(releases = n, "finished removing accounts"),

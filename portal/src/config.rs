@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use ddns_core::{Fqdn, NameError};
 use serde::Deserialize;
 
+use crate::probe::ProbeConfig;
+
 /// The portal's settings (the `[portal]` table of the config file).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -36,6 +38,8 @@ pub struct PortalConfig {
     pub login_source_failures_max: u32,
     /// The throttling window.
     pub login_window_secs: u64,
+    /// The reachability probe of hosts with a port (`[portal.probe]`).
+    pub probe: ProbeConfig,
 }
 
 impl Default for PortalConfig {
@@ -53,6 +57,7 @@ impl Default for PortalConfig {
             login_failures_max: 5,
             login_source_failures_max: 50,
             login_window_secs: 15 * 60,
+            probe: ProbeConfig::default(),
         }
     }
 }

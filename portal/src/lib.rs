@@ -21,6 +21,7 @@
 //!   cost; generated 128-bit host passwords.
 //! - sign-in throttling (`throttle`): per account and per source address, always expiring.
 //! - input rules and messages (`rules`), pages and their templates (`pages`, `templates/`).
+//! - [`Prober`]: the reachability probe behind OK / ERROR for hosts with a port (off by default).
 //!
 //! The tests run the real [`LogDirectory`]: an in-memory log folded by a real projector
 //! (`fixture`).
@@ -29,6 +30,7 @@ mod config;
 mod directory;
 mod log_directory;
 mod pages;
+mod probe;
 mod rules;
 mod session;
 mod throttle;
@@ -45,6 +47,7 @@ pub use directory::{
     HostStatus, HostView, NewAccount, NewHost, SignUp, UserId,
 };
 pub use log_directory::LogDirectory;
+pub use probe::{ProbeConfig, ProbeRound, Prober};
 pub use rules::{email as normalize_email, host_password_ok, password_problem};
 pub use session::{COOKIE_NAME, COOKIE_NAME_TLS};
 pub use web::Portal;
