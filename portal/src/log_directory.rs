@@ -37,8 +37,9 @@ impl LogDirectory {
     pub async fn release_removed(&self) -> Result<usize, DirectoryError> {
         self.caught_up().await?;
         let pending: Vec<(Fqdn, AccountId)> = self.committer.view().with_state(|state| {
-            let removed: Vec<AccountId> =
-                state.owners().filter(|id| state.is_removed(*id)).collect();
+            // Every removed account, with names or without: a host creation racing the removal
+            // may still land after it in a zone where the account had none.
+            let removed: Vec<AccountId> = state.removed_accounts().collect();
             removed
                 .into_iter()
                 .flat_map(|id| self.zones.iter().map(move |zone| (zone.clone(), id)))

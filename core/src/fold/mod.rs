@@ -329,6 +329,11 @@ impl State {
         self.people.owners()
     }
 
+    /// Every removed account (what a sweep for unreleased removals looks at).
+    pub fn removed_accounts(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.people.removed()
+    }
+
     /// The group named `name`.
     pub fn group(&self, name: &Fqdn) -> Option<&Group> {
         self.people.group(name)

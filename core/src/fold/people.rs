@@ -175,10 +175,14 @@ impl People {
         self.names_of.get(&id).into_iter().flatten()
     }
 
-    /// Every account that has groups or hosts, and every removed account: what a sweep for
-    /// unreleased removals looks at.
+    /// Every account that has groups or hosts.
     pub(crate) fn owners(&self) -> impl Iterator<Item = AccountId> + '_ {
         self.names_of.keys().copied()
+    }
+
+    /// Every removed account.
+    pub(crate) fn removed(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.removed.iter().copied()
     }
 
     /// True if `name` is a group's or a host's, or lies directly under a group (reserved for
@@ -208,6 +212,10 @@ impl People {
                 email,
                 password_hash,
             } => {
+                if self.removed.contains(&AccountId(event_id)) {
+                    // A replay of a removed account's sign-up: removal is final.
+                    return nothing(Outcome::NotFound);
+                }
                 if self.accounts.contains_key(user_id) {
                     return nothing(Outcome::UserIdTaken);
                 }
