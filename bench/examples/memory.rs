@@ -1,6 +1,7 @@
 //! Bytes per host of what a node keeps in memory, measured as the growth of the process's RSS
 //! while 1M hosts (as `ddnsd import` would make them, then as devices would register them) are
-//! folded into a `State` and set in a `LiveZone`. Run:
+//! folded into a `State` and set in a `LiveZone`, and as many people's hosts (accounts, groups,
+//! host passwords). Run:
 //! `cargo run --release -p ddns-bench --example memory [N]`.
 //!
 //! The headline `LiveZone` figure is for names like `h123456.dyn.example` with an A address, whose
@@ -11,7 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ddns_core::{
-    DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, State, ZoneApex,
+    AccountId, DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, State,
+    ZoneApex,
 };
 
 fn rss_bytes() -> u64 {
@@ -75,6 +77,67 @@ fn main() {
     }
     let devices_bytes = rss_bytes() - before;
 
+    // The same count of people's hosts: accounts of ten hosts each, in one group per account,
+    // with an argon2id PHC string of the usual length and an address set by the DVR.
+    let before = rss_bytes();
+    let mut people = State::new();
+    let hash = format!(
+        "$argon2id$v=19$m=19456,t=2,p=1${}${}",
+        "s".repeat(22),
+        "h".repeat(43)
+    );
+    for a in 0..n.div_ceil(10) {
+        let account = AccountId(u128::from(a));
+        let ev = |id: u32, body| Event {
+            id: EventId(u128::from(id) << 32 | u128::from(a)),
+            at_ms: 1_700_000_000_000,
+            body,
+        };
+        people.apply(&ev(
+            0,
+            EventBody::AccountCreated {
+                user_id: format!("user{a}"),
+                email: format!("user{a}@example.net"),
+                password_hash: hash.clone(),
+            },
+        ));
+        let group = Label::parse(&format!("g{a}")).expect("valid");
+        people.apply(&ev(
+            1,
+            EventBody::GroupCreated {
+                zone: zone.clone(),
+                account,
+                group: group.clone(),
+            },
+        ));
+        for h in 0..10.min(n - a * 10) {
+            let created = people.apply(&ev(
+                2 + 2 * h,
+                EventBody::HostCreated {
+                    zone: zone.clone(),
+                    account,
+                    group: Some(group.clone()),
+                    host: Label::parse(&format!("dvr{h}")).expect("valid"),
+                    password_hash: hash.clone(),
+                    port: Some(8080),
+                },
+            ));
+            let ddns_core::Outcome::Created(fqdn) = created.outcome else {
+                panic!("{created:?}")
+            };
+            people.apply(&ev(
+                3 + 2 * h,
+                EventBody::HostAddressSet {
+                    zone: zone.clone(),
+                    fqdn,
+                    addr: addr(a * 10 + h),
+                    account: None,
+                },
+            ));
+        }
+    }
+    let people_bytes = rss_bytes() - before;
+
     let zone_bytes = |name: &dyn Fn(u32) -> Fqdn, with_v6: bool| {
         let names: Vec<Fqdn> = (0..n).map(name).collect();
         let before = rss_bytes();
@@ -118,6 +181,11 @@ fn main() {
          {:.0} B/host",
         per(devices_bytes)
     );
+    println!(
+        "State of {n} account hosts (10 per account and group, an argon2id hash each, an \
+         address): {:.0} B/host with its share of account and group",
+        per(people_bytes)
+    );
     // Where the State's bytes go (see core/src/fold/mod.rs for the layout).
     for (what, state) in [("imported", &state), ("device", &devices)] {
         let f = state.footprint();
@@ -131,5 +199,5 @@ fn main() {
             per(f.strings)
         );
     }
-    std::hint::black_box((&state, &devices));
+    std::hint::black_box((&state, &devices, &people));
 }

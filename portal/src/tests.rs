@@ -1087,7 +1087,7 @@ async fn the_host_list_shows_status_time_and_addresses() {
         .has("211.117.45.10<br>2001:db8::10")
         .has("2005-06-08 16:10:31")
         .has("2005-06-08 16:00:06")
-        .has("<tr><th>Last Updated Time</th><td>2005-06-08 16:10:31</td></tr>");
+        .has("<tr><th>Last Updated Time (UTC)</th><td>2005-06-08 16:10:31</td></tr>");
     // Newest first, numbered from the oldest.
     let three = page.body.find("three.dyn.example").expect("listed");
     let one = page.body.find("one.dyn.example").expect("listed");
