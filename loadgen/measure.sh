@@ -2,6 +2,7 @@
 # The fleet measurements of issue 5, against a release ddnsd on this machine (loopback only).
 #
 #   bash loadgen/measure.sh [steady30k] [churn30k] [surge1m] [fleet1m]   (default: all four)
+#   bash loadgen/measure.sh dvr    # device API updates beside DVR updates, one server (below)
 #
 # Each run writes <name>.txt (the report), <name>.json and <name>.svg to $OUT (default
 # target/loadgen-results). surge1m and fleet1m share one server: the surge registers the 1M
@@ -10,6 +11,15 @@
 # allows 911-free traffic from 127.0.0.1 but keeps its default per-device quota.
 #
 # FLEET_ARGS adds flags to fleet1m's loadgen (e.g. "--threads 1 --connections 256").
+#
+# dvr: the closed-loop `updates` scenario (device API, `update.aspx` → 09) and the `dvr`
+# scenario (`/dvr/update` → ACT) against one server, the same build, quotas and fleet size,
+# ROUNDS times each (default 2, alternating which goes first), DUR seconds each (default 20),
+# CONNS connections (default 256), over HOSTS devices and as many DVR hosts (default 2000).
+# Untimed first: the devices register (a 1 s surge of adds), the loadgen creates the hosts
+# through the server's admin socket (one argon2 hash each, ~50 ms of a core) and sends each
+# one update (its one argon2 check). Per-host and per-device writes and password guesses get
+# quotas that never refuse here. Prints both rates, p99s and the ratio.
 # PRIO=rt runs the server and the loadgen at SCHED_RR priority 1: on a machine that is also
 # compiling, the figures then show ddnsd rather than the scheduler's share for it. (NICE=-10
 # does not: with autogroups, the default on this kernel, nice only ranks a session's own
@@ -57,6 +67,7 @@ if [ "${PRIO:-}" = rt ]; then
 fi
 
 server_pid=""
+server_env=()  # VAR=value for the next start_server
 stop_server() {
     if [ -n "$server_pid" ]; then
         kill "$server_pid" 2>/dev/null || true
@@ -75,7 +86,8 @@ start_server() {
     stop_server
     local data="$work/data-$1" log="$work/server-$1.log"
     rm -rf "$data"
-    RUST_LOG=warn,ddnsd=info "${prio[@]}" "$bin/ddnsd" serve --config "$work/ddnsd.toml" --data-dir "$data" \
+    RUST_LOG=warn,ddnsd=info "${prio[@]}" env "${server_env[@]}" "$bin/ddnsd" serve \
+        --config "$work/ddnsd.toml" --data-dir "$data" \
         --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 2>"$log" &
     server_pid=$!
     for _ in $(seq 1 600); do
@@ -88,6 +100,7 @@ start_server() {
     dns=${ready#*dns=}
     metrics=$(grep -o 'metrics=Some([^)]*)' "$log" | head -1 | sed 's/metrics=Some(\(.*\))/\1/')
     key_file="$data/keys/demo.key"
+    data_dir=$data
     echo "== server $1: pid $server_pid http $http dns $dns data $data"
 }
 
@@ -133,6 +146,57 @@ for run in "${runs[@]}"; do
         # shellcheck disable=SC2086 # FLEET_ARGS: extra flags, word-split on purpose.
         loadgen fleet1m --devices 1000000 --registered --poll-interval 60s --duration 180s \
             --threads 2 --connections 512 --verify 100000 ${FLEET_ARGS:-}
+        ;;
+    dvr)
+        hosts=${HOSTS:-2000} dur=${DUR:-20} conns=${CONNS:-256} rounds=${ROUNDS:-2}
+        # Writes are charged per device (vendor + MAC) and per DVR host (its name), and each
+        # host's first password check to the host and to the source: none may refuse here.
+        server_env=(
+            DDNSD_INGEST__FLOOD__DEVICE_UPDATES_PER_MINUTE=1000000
+            DDNSD_INGEST__FLOOD__DEVICE_BURST=100000
+            DDNSD_INGEST__FLOOD__PASSWORD_GUESSES_PER_HOST_PER_MINUTE=1000000
+            DDNSD_INGEST__FLOOD__PASSWORD_GUESSES_PER_SOURCE_PER_MINUTE=1000000000
+        )
+        start_server dvr
+        server_env=()
+        same=(--devices "$hosts" --propagation-sample 0)
+        loadgen dvr-register "${same[@]}" --scenario surge --surge-window 1s \
+            --poll-interval 3600s --duration 1s --timeout 120s --connections 256 --verify none
+        started=$(date +%s.%N)
+        loadgen dvr-provision "${same[@]}" --scenario dvr --provision \
+            --admin-socket "$data_dir/admin.sock" --duration 1s --connections 8 --verify none
+        echo "   provisioning and first updates: $(echo "$(date +%s.%N) - $started" | bc) s"
+        timed=(--duration "${dur}s" --connections "$conns" --verify 1000)
+        pairs=()
+        for round in $(seq 1 "$rounds"); do
+            order=(updates dvr)
+            [ $((round % 2)) -eq 1 ] || order=(dvr updates)
+            for scenario in "${order[@]}"; do
+                case $scenario in
+                updates) loadgen "updates-$round" "${same[@]}" "${timed[@]}" --scenario updates --registered ;;
+                dvr) loadgen "dvr-$round" "${same[@]}" "${timed[@]}" --scenario dvr ;;
+                esac
+            done
+            pairs+=("$out/updates-$round.json" "$out/dvr-$round.json")
+        done
+        python3 - "$hosts" "$conns" "$dur" "${pairs[@]}" <<'PY'
+import json, sys
+hosts, conns, dur, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+def figures(path, kind, ok):
+    r = json.load(open(path))
+    lat = r["kinds"][kind]["latency"]
+    rate = r["replies"].get(kind, {}).get(ok, 0) / r["elapsed_secs"]
+    return rate, lat["p50_us"] / 1000, lat["p99_us"] / 1000, r["errors"]["total"]
+print(f"\n== device API updates beside DVR updates: {hosts} devices and {hosts} hosts, "
+      f"{conns} connections, {dur} s each, one server")
+print(f"{'round':>5} {'updates/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} "
+      f"{'dvr/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'dvr/updates':>12}")
+for i in range(0, len(files), 2):
+    u = figures(files[i], "update", "09")
+    d = figures(files[i + 1], "dvr", "ACT")
+    print(f"{i // 2 + 1:>5} {u[0]:>10,.0f} {u[1]:>7.2f} {u[2]:>7.2f} {u[3]:>4} "
+          f"{d[0]:>8,.0f} {d[1]:>7.2f} {d[2]:>7.2f} {d[3]:>4} {d[0] / u[0]:>11.2f}x")
+PY
         ;;
     *)
         echo "unknown run $run"

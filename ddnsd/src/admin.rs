@@ -55,14 +55,9 @@ pub enum Reply {
     Failed { error: String },
 }
 
-/// Serves the admin socket at `path` (replacing a stale one) until the process ends.
-pub async fn serve(
-    path: &Path,
-    directory: Arc<LogDirectory>,
-    hasher: Arc<PasswordHasher>,
-    view: ProjectorView,
-    zones: Vec<Fqdn>,
-) -> anyhow::Result<()> {
+/// Binds the admin socket at `path` (replacing a stale one), owner-only. Bound before the
+/// server says it is ready, so a command sent right after finds it.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     // A socket left by a killed server; a running one holds the data dir's log (or its
     // snapshot), so it cannot be here too.
@@ -70,6 +65,17 @@ pub async fn serve(
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Answers the admin socket's commands until the process ends.
+pub async fn serve(
+    listener: UnixListener,
+    directory: Arc<LogDirectory>,
+    hasher: Arc<PasswordHasher>,
+    view: ProjectorView,
+    zones: Vec<Fqdn>,
+) -> anyhow::Result<()> {
     let admin = Arc::new(Admin {
         directory,
         hasher,

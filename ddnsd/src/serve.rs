@@ -109,8 +109,7 @@ async fn serve_device_api(
 ) -> anyhow::Result<(SocketAddr, HttpTask)> {
     let api = DeviceApi::new(&config.ingest, vendors, log, view)?.with_password_hasher(hasher);
     let api = Arc::new(api);
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
+    let listener = listen(config.http_listen)
         .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
     let addr = listener.local_addr()?;
     let pruner = api.clone();
@@ -149,11 +148,11 @@ async fn serve_directory(
         Ok(n) => tracing::info!(releases = n, "finished removing accounts"),
         Err(error) => tracing::warn!(%error, "could not finish removing accounts; next start will"),
     }
-    let socket = config.admin_socket();
+    let listener = admin::bind(&config.admin_socket())?;
     let admin = directory.clone();
     tokio::spawn(async move {
-        if let Err(error) = admin::serve(&socket, admin, hasher, view, zones).await {
-            tracing::error!(%error, socket = %socket.display(), "the admin socket stopped");
+        if let Err(error) = admin::serve(listener, admin, hasher, view, zones).await {
+            tracing::error!(%error, "the admin socket stopped");
         }
     });
     Ok(directory)
@@ -166,8 +165,7 @@ async fn serve_portal(
     hasher: Arc<PasswordHasher>,
 ) -> anyhow::Result<SocketAddr> {
     let portal = Portal::new(config.portal_config()?, directory)?.with_password_hasher(hasher);
-    let listener = tokio::net::TcpListener::bind(config.portal_listen)
-        .await
+    let listener = listen(config.portal_listen)
         .with_context(|| format!("binding the portal on {}", config.portal_listen))?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -176,6 +174,22 @@ async fn serve_portal(
         }
     });
     Ok(addr)
+}
+
+/// Connections the kernel may hold for a listener before it accepts them. tokio's `bind`
+/// listens with 128 (mio's default): a fleet reconnecting at once after an outage overflowed
+/// it, and each dropped attempt waited for TCP's 1 s retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with a backlog that takes a reconnect storm.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Gives the heap's free pages back to the OS.

@@ -1,6 +1,7 @@
 //! A bounded fleet from the load generator (ddns-loadgen's library) against the real binary:
 //! devices that follow the seed's client rules get the replies they expect, with zero errors,
-//! and DNS answers every address the server acknowledged.
+//! and DNS answers every address the server acknowledged; and the same for DVR hosts the
+//! loadgen provisions through the admin socket and updates over the DVR protocol.
 
 mod common;
 
@@ -81,6 +82,80 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
             }
             Expect::Absent => assert_eq!(status(&server.dig(&[&fqdn, "A"])), "NXDOMAIN"),
             Expect::Unknown => panic!("{fqdn}: no errors, so every outcome is known"),
+        }
+    }
+}
+
+#[test]
+fn dvr_hosts_provisioned_through_the_admin_socket_get_act_and_dns_shows_their_last_addresses() {
+    const HOSTS: u32 = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Room for every host's first argon2 check (ROOMY_QUOTAS ends in [ingest.flood]).
+    let quotas = format!(
+        "{ROOMY_QUOTAS}password_guesses_per_host_per_minute = 1000\n\
+         password_guesses_per_source_per_minute = 100000\n"
+    );
+    let config = write_config(dir.path(), &quotas);
+    let server = Server::start(&dir.path().join("data"), Some(&config));
+    let key_file = server.data_dir.join("keys").join("demo.key");
+    let key = DeviceKey::from_key_file(&std::fs::read_to_string(&key_file).expect("demo key"))
+        .expect("a key file ddnsd wrote");
+
+    let mut c = LoadgenConfig::new(server.http, server.dns, key);
+    c.scenario = Scenario::Dvr;
+    c.devices = HOSTS;
+    c.connections = 4;
+    c.duration = Duration::from_secs(2);
+    c.admin_socket = Some(server.data_dir.join("admin.sock"));
+    // Six hosts in a closed loop are each updated every few ms: a probe for one address
+    // would mostly find the next one already there (the final check covers DNS instead).
+    c.propagation_sample = 0.0;
+    c.verify = Verify::All;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+
+    // Twice against the same server: the second run finds the hosts provisioned.
+    for (round, added) in [(1, HOSTS), (2, 0)] {
+        let outcome = runtime.block_on(run(&c, None)).expect("the run starts");
+        let r = &outcome.report;
+        eprintln!("round {round}:\n{r}");
+        let setup = r.dvr_setup.as_ref().expect("a dvr run reports its setup");
+        let provision = setup.provision.as_ref().expect("provisioned");
+        assert_eq!((provision.added, provision.existed), (added, HOSTS - added));
+        // The first update of each host (its argon2 check) set its first address.
+        assert_eq!(setup.first_pass.acted(), u64::from(HOSTS), "{r}");
+        assert_eq!(setup.first_pass.replies.len(), 1, "{r}");
+
+        // Every timed reply is ACT, many per host.
+        assert_eq!(r.errors.total, 0, "{r}");
+        let replies: Vec<&str> = r.replies["dvr"].keys().copied().collect();
+        assert_eq!(replies, ["ACT"], "{r}");
+        assert!(r.replies["dvr"]["ACT"] >= 10 * u64::from(HOSTS), "{r}");
+        assert_eq!(r.kinds["update"].count + r.kinds["add"].count, 0, "{r}");
+
+        let verify = r.verify.as_ref().expect("verify ran");
+        assert_eq!(verify.checked, u64::from(HOSTS), "{r}");
+        assert_eq!(
+            verify.uncertain + verify.mismatched + verify.unanswered,
+            0,
+            "{r}"
+        );
+
+        // And the real dig shows each host's last address sent.
+        let naming = outcome.fleet.naming();
+        for host in 0..HOSTS {
+            let fqdn = naming.fqdn(host);
+            assert!(fqdn.ends_with(".lg1.dyn.example"), "{fqdn}");
+            let Expect::Addr(addr) = outcome.fleet.expect(host) else {
+                panic!("{fqdn}: every update was acknowledged");
+            };
+            assert_eq!(
+                server.dig_short(&[&fqdn, "A"]),
+                [addr.to_string()],
+                "{fqdn}"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub enum Scenario {
     /// (with a new address) as soon as its previous reply is in; no polls. A device not yet
     /// registered (without `--registered`) sends `add` first.
     Updates,
+    /// The same closed loop over DVR hosts: each connection sends the next host's
+    /// `/dvr/update` (host name, host password, a new address). The hosts are provisioned
+    /// before the run (`admin_socket`), and each is sent one untimed update first, its one
+    /// argon2 check; the timed part then measures remembered passwords.
+    Dvr,
 }
 
 impl Scenario {
@@ -31,6 +37,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Surge => "surge",
             Scenario::Updates => "updates",
+            Scenario::Dvr => "dvr",
         }
     }
 }
@@ -44,8 +51,9 @@ impl FromStr for Scenario {
             "churn" => Ok(Scenario::Churn),
             "surge" => Ok(Scenario::Surge),
             "updates" => Ok(Scenario::Updates),
+            "dvr" => Ok(Scenario::Dvr),
             other => Err(format!(
-                "unknown scenario {other:?} (steady, churn, surge or updates)"
+                "unknown scenario {other:?} (steady, churn, surge, updates or dvr)"
             )),
         }
     }
@@ -125,8 +133,18 @@ pub struct LoadgenConfig {
     pub vendor: String,
     /// The vendor's zone: device names are `<label>.<zone>`.
     pub zone: String,
-    /// Device labels are this prefix and the device's index (default `lg<seed>-`).
+    /// Device labels are this prefix and the device's index (default `lg<seed>-`; DVR hosts
+    /// `h`).
     pub label_prefix: Option<String>,
+    /// The DVR hosts' group: hosts are `<prefix><index>.<group>.<zone>` (default `lg<seed>`).
+    pub dvr_group: Option<String>,
+    /// The portal user who owns the DVR hosts (created if missing when provisioning).
+    pub dvr_user: String,
+    /// Provision the DVR hosts that do not exist yet through the server's admin socket
+    /// (`DATA_DIR/admin.sock`) before the run; `None`: they exist already.
+    pub admin_socket: Option<PathBuf>,
+    /// Admin requests at once while provisioning (each host costs the server one argon2 hash).
+    pub provision_concurrency: usize,
     /// Fleet size.
     pub devices: u32,
     /// What the fleet does.
@@ -181,6 +199,10 @@ impl LoadgenConfig {
             vendor: "demo".into(),
             zone: "dyn.example".into(),
             label_prefix: None,
+            dvr_group: None,
+            dvr_user: "loadgen".into(),
+            admin_socket: None,
+            provision_concurrency: 4,
             devices: 30_000,
             scenario: Scenario::Steady,
             poll_interval: Duration::from_secs(300),
@@ -210,18 +232,32 @@ impl LoadgenConfig {
     pub fn churn(&self) -> f64 {
         self.churn.unwrap_or(match self.scenario {
             Scenario::Churn => 0.05,
-            Scenario::Steady | Scenario::Surge | Scenario::Updates => 0.0,
+            Scenario::Steady | Scenario::Surge | Scenario::Updates | Scenario::Dvr => 0.0,
         })
     }
 
-    /// How devices are named.
+    /// The DVR hosts' group label.
+    pub fn dvr_group(&self) -> String {
+        self.dvr_group
+            .clone()
+            .unwrap_or_else(|| format!("lg{}", self.seed))
+    }
+
+    /// How devices are named (DVR hosts: `h<index>.<group>.<zone>`).
     pub fn naming(&self) -> Naming {
-        Naming {
-            prefix: self
-                .label_prefix
-                .clone()
-                .unwrap_or_else(|| format!("lg{}-", self.seed)),
-            zone: self.zone.trim_end_matches('.').to_ascii_lowercase(),
+        let zone = self.zone.trim_end_matches('.').to_ascii_lowercase();
+        match self.scenario {
+            Scenario::Dvr => Naming {
+                prefix: self.label_prefix.clone().unwrap_or_else(|| "h".into()),
+                zone: format!("{}.{zone}", self.dvr_group()),
+            },
+            _ => Naming {
+                prefix: self
+                    .label_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("lg{}-", self.seed)),
+                zone,
+            },
         }
     }
 
@@ -242,12 +278,14 @@ impl LoadgenConfig {
                 at_us: self.real_us(self.surge_at),
                 window_us: self.real_us(self.surge_window).max(1),
             }),
-            registered: self.registered,
-            closed_loop: self.scenario == Scenario::Updates,
+            // DVR hosts exist before the run (provisioned), so they never `add`.
+            registered: self.registered || self.scenario == Scenario::Dvr,
+            closed_loop: matches!(self.scenario, Scenario::Updates | Scenario::Dvr),
+            dvr: self.scenario == Scenario::Dvr,
             // Updates against a fleet an earlier run updated must not repeat its addresses
-            // (they would be `08`s, no writes).
+            // (they would be `08`s, or `ACT`s answered from memory: no writes).
             roll_seed: match self.scenario {
-                Scenario::Updates => self.seed ^ self.started_ns,
+                Scenario::Updates | Scenario::Dvr => self.seed ^ self.started_ns,
                 _ => self.seed,
             },
             end_us: self.duration.as_micros() as u64,
@@ -298,6 +336,28 @@ impl LoadgenConfig {
         if naming.zone.is_empty() || !naming.zone.split('.').all(|l| !l.is_empty() && ldh(l)) {
             return fail(format!("--zone {:?} is not a domain name", self.zone));
         }
+        if self.scenario == Scenario::Dvr {
+            let group = self.dvr_group();
+            if group.is_empty()
+                || group.len() > 63
+                || !ldh(&group)
+                || group.starts_with('-')
+                || group.ends_with('-')
+            {
+                return fail(format!("--dvr-group {group:?} is not a DNS label"));
+            }
+            if !(5..=20).contains(&self.dvr_user.len())
+                || !self.dvr_user.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return fail(format!(
+                    "--dvr-user {:?}: 5 to 20 letters or digits",
+                    self.dvr_user
+                ));
+            }
+            if self.provision_concurrency == 0 {
+                return fail("the provisioning concurrency must be at least 1".into());
+            }
+        }
         Ok(())
     }
 }
@@ -344,6 +404,23 @@ mod tests {
     }
 
     #[test]
+    fn dvr_hosts_are_named_in_their_group_and_provisioned_before_the_run() {
+        let mut c = config();
+        c.scenario = Scenario::Dvr;
+        c.seed = 7;
+        assert_eq!(c.naming().fqdn(12), "h12.lg7.dyn.example");
+        let f = c.fleet_config();
+        assert!(f.closed_loop && f.dvr && f.registered, "{f:?}");
+        assert_eq!(c.validate(), Ok(()));
+        c.dvr_group = Some("Bad_group".into());
+        assert!(c.validate().is_err());
+        c.dvr_group = Some("cams".into());
+        assert_eq!(c.naming().fqdn(0), "h0.cams.dyn.example");
+        c.dvr_user = "lg".into();
+        assert!(c.validate().is_err(), "user IDs are 5 to 20 characters");
+    }
+
+    #[test]
     fn churn_defaults_by_scenario() {
         let mut c = config();
         assert_eq!(c.churn(), 0.0);
@@ -371,6 +448,7 @@ mod tests {
         }
         assert_eq!("surge".parse(), Ok(Scenario::Surge));
         assert_eq!("updates".parse(), Ok(Scenario::Updates));
+        assert_eq!("dvr".parse(), Ok(Scenario::Dvr));
         assert_eq!("all".parse(), Ok(Verify::All));
         assert_eq!("100".parse(), Ok(Verify::Sample(100)));
     }

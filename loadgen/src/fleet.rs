@@ -45,11 +45,19 @@ pub enum Kind {
     Remove,
     /// `/ipdetect.aspx`
     Ipdetect,
+    /// `/dvr/update` (a DVR's host name and host password: the DVR protocol)
+    Dvr,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 4] = [Kind::Add, Kind::Update, Kind::Remove, Kind::Ipdetect];
+    pub const ALL: [Kind; 5] = [
+        Kind::Add,
+        Kind::Update,
+        Kind::Remove,
+        Kind::Ipdetect,
+        Kind::Dvr,
+    ];
 
     /// The name used in reports.
     pub fn name(self) -> &'static str {
@@ -58,6 +66,7 @@ impl Kind {
             Kind::Update => "update",
             Kind::Remove => "remove",
             Kind::Ipdetect => "ipdetect",
+            Kind::Dvr => "dvr",
         }
     }
 
@@ -129,6 +138,10 @@ pub enum Reply {
     InvalidMac,
     /// `04`
     InvalidIp,
+    /// `ACT`: a DVR's address was set, or was already current.
+    Act,
+    /// `ERR 0x8000800N`: the DVR protocol's refusals.
+    DvrError(DvrError),
     /// Anything else.
     Other(String),
 }
@@ -149,7 +162,11 @@ impl Reply {
             "15" => return Reply::Deleted,
             "16" => return Reply::DeleteFailed,
             "911" => return Reply::Flood,
+            "ACT" => return Reply::Act,
             _ => {}
+        }
+        if let Some(error) = DvrError::parse(body) {
+            return Reply::DvrError(error);
         }
         if let Some(fqdn) = body.strip_prefix("10|") {
             return Reply::Created(fqdn.to_owned());
@@ -182,8 +199,50 @@ impl Reply {
             Reply::InvalidHostname => "01",
             Reply::InvalidMac => "02",
             Reply::InvalidIp => "04",
+            Reply::Act => "ACT",
+            Reply::DvrError(error) => error.text(),
             Reply::Other(_) => "other",
         }
+    }
+}
+
+/// A DVR protocol refusal, `ERR 0x8000800N` (README.md, "The DVR protocol").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DvrError {
+    /// `ERR 0x80008001`: no such host.
+    NoSuchHost,
+    /// `ERR 0x80008002`: wrong host password.
+    WrongPassword,
+    /// `ERR 0x80008003`: invalid IP address.
+    InvalidIp,
+    /// `ERR 0x80008004`: flood (source, host write quota, or password guesses).
+    Flood,
+    /// `ERR 0x80008005`: server error; nothing was acknowledged.
+    ServerError,
+}
+
+impl DvrError {
+    const ALL: [DvrError; 5] = [
+        DvrError::NoSuchHost,
+        DvrError::WrongPassword,
+        DvrError::InvalidIp,
+        DvrError::Flood,
+        DvrError::ServerError,
+    ];
+
+    /// The reply's text on the wire, as counted in reports.
+    pub fn text(self) -> &'static str {
+        match self {
+            DvrError::NoSuchHost => "ERR 0x80008001",
+            DvrError::WrongPassword => "ERR 0x80008002",
+            DvrError::InvalidIp => "ERR 0x80008003",
+            DvrError::Flood => "ERR 0x80008004",
+            DvrError::ServerError => "ERR 0x80008005",
+        }
+    }
+
+    fn parse(body: &str) -> Option<DvrError> {
+        DvrError::ALL.into_iter().find(|e| e.text() == body)
     }
 }
 
@@ -281,6 +340,9 @@ pub struct FleetConfig {
     /// No schedule: the driver asks [`Fleet::next_closed`] for a request whenever a
     /// connection is free (the `updates` scenario).
     pub closed_loop: bool,
+    /// The closed loop sends DVR updates (`/dvr/update`, the `dvr` scenario) instead of the
+    /// device API's `update`.
+    pub dvr: bool,
     /// Seeds the rolls and the new addresses (the seed itself, unless a run must not repeat
     /// an earlier run's addresses: the `updates` scenario mixes in the time).
     pub roll_seed: u64,
@@ -457,8 +519,9 @@ impl Fleet {
     }
 
     /// The closed loop's next request, due `now_us`: the next idle device in turn gets a new
-    /// WAN address and sends `update` (or `add`, if it is not registered yet). `None` once
-    /// every device is busy or removed.
+    /// WAN address and sends `update` (or `add`, if it is not registered yet; a DVR host was
+    /// provisioned before the run and sends its DVR update). `None` once every device is busy
+    /// or removed.
     pub fn next_closed(&mut self, now_us: u64) -> Option<Request> {
         for _ in 0..self.config.devices {
             let device = self.cursor;
@@ -472,7 +535,12 @@ impl Fleet {
                 return Some(self.issue(device, Kind::Add, Reason::Boot, now_us));
             }
             self.change_wan(d);
-            return Some(self.issue(device, Kind::Update, Reason::Change, now_us));
+            let kind = if self.config.dvr {
+                Kind::Dvr
+            } else {
+                Kind::Update
+            };
+            return Some(self.issue(device, kind, Reason::Change, now_us));
         }
         None
     }
@@ -603,8 +671,11 @@ impl Fleet {
             Ok(reply) => reply,
         };
         match (request.kind, reply) {
-            (_, Reply::Flood) => done.verdict = Verdict::Flood,
-            (_, Reply::ServerError | Reply::DeleteFailed) => {
+            (_, Reply::Flood | Reply::DvrError(DvrError::Flood)) => done.verdict = Verdict::Flood,
+            (
+                _,
+                Reply::ServerError | Reply::DeleteFailed | Reply::DvrError(DvrError::ServerError),
+            ) => {
                 // `12` acknowledges nothing, but a change may still land after the timeout.
                 if write {
                     self.flags[d] |= UNCERTAIN;
@@ -620,6 +691,12 @@ impl Fleet {
                 done.acked_change = Some(request.addr);
             }
             (Kind::Add | Kind::Update, Reply::NoChange) => self.acked(d, request.addr),
+            // `ACT` does not say whether anything changed; every closed-loop request carries a
+            // new address, so it is counted as a change.
+            (Kind::Dvr, Reply::Act) => {
+                self.acked(d, request.addr);
+                done.acked_change = Some(request.addr);
+            }
             (Kind::Update, Reply::NotFound) => {
                 // The server does not know a device that thought it was registered: it
                 // registers again, as a new device would.
@@ -696,7 +773,7 @@ impl Fleet {
 
 /// A device's first WAN address: fixed by the seed, so a later run with `--registered` starts
 /// from the addresses an earlier run registered.
-fn initial_addr(seed: u64, device: u32) -> u32 {
+pub(crate) fn initial_addr(seed: u64, device: u32) -> u32 {
     ADDR_BASE + (derive(seed, u64::from(device)) % ADDR_SPAN) as u32
 }
 
@@ -716,6 +793,7 @@ mod tests {
             surge: None,
             registered: false,
             closed_loop: false,
+            dvr: false,
             roll_seed: 1,
             end_us: 1000 * SEC,
             seed: 1,
@@ -739,6 +817,7 @@ mod tests {
             Kind::Update => Reply::Modified,
             Kind::Remove => Reply::Deleted,
             Kind::Ipdetect => Reply::Detected(IpAddr::from([127, 0, 0, 1])),
+            Kind::Dvr => Reply::Act,
         }
     }
 
@@ -1054,6 +1133,40 @@ mod tests {
     }
 
     #[test]
+    fn the_dvr_loop_sends_only_dvr_updates_and_judges_their_replies() {
+        let mut f = fleet(FleetConfig {
+            closed_loop: true,
+            dvr: true,
+            registered: true,
+            ..config(2)
+        });
+        let first = f.next_closed(0).expect("an idle host");
+        assert_eq!((first.device, first.kind), (0, Kind::Dvr));
+        let acted = f.complete(&first, &Ok(Reply::Act), 1);
+        assert_eq!(acted.verdict, Verdict::Ok);
+        assert_eq!(acted.acked_change, Some(first.addr));
+        assert_eq!(f.expect(0), Expect::Addr(first.addr));
+        let verdict = |f: &mut Fleet, reply| {
+            let r = f.next_closed(2).expect("an idle host");
+            assert_eq!(r.kind, Kind::Dvr);
+            f.complete(&r, &Ok(Reply::DvrError(reply)), 3).verdict
+        };
+        assert_eq!(verdict(&mut f, DvrError::Flood), Verdict::Flood);
+        assert_eq!(f.expect(1), Expect::Unknown, "never acknowledged");
+        assert_eq!(verdict(&mut f, DvrError::ServerError), Verdict::Server);
+        assert_eq!(
+            f.expect(0),
+            Expect::Unknown,
+            "a server error leaves it unknown"
+        );
+        for error in [DvrError::NoSuchHost, DvrError::WrongPassword] {
+            assert_eq!(verdict(&mut f, error), Verdict::Unexpected);
+        }
+        let again = f.next_closed(4).expect("an idle host");
+        assert_ne!(again.addr, first.addr, "each update a new address");
+    }
+
+    #[test]
     fn replies_parse() {
         assert_eq!(
             Reply::parse(Kind::Add, "10|a.dyn.example"),
@@ -1070,6 +1183,11 @@ mod tests {
         );
         assert_eq!(Reply::parse(Kind::Ipdetect, "911"), Reply::Flood);
         assert_eq!(Reply::parse(Kind::Remove, "15").code(), "15");
+        assert_eq!(Reply::parse(Kind::Dvr, "ACT"), Reply::Act);
+        let refused = Reply::parse(Kind::Dvr, "ERR 0x80008004\r\n");
+        assert_eq!(refused, Reply::DvrError(DvrError::Flood));
+        assert_eq!(refused.code(), "ERR 0x80008004");
+        assert_eq!(Reply::parse(Kind::Dvr, "ERR 0x80008009").code(), "other");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! ddns-loadgen: simulates a fleet of DDNS devices against a running ddnsd and measures it.
 //!
 //! Devices follow the client rules of the seed (register once, update on reboot, poll
-//! `ipdetect`, update only on a change, remove on decommission) on an open-loop schedule, over
+//! `ipdetect`, update only on a change, remove on decommission) on an open-loop schedule (or,
+//! to measure the maximum rate, in a closed loop of device-API or DVR updates), over
 //! a bounded pool of keep-alive HTTP/1.1 connections; a sample of acknowledged changes is
 //! followed to DNS, and at the end the server's DNS answers are checked against what each
 //! device last had acknowledged.
@@ -13,6 +14,8 @@
 //! - `stats` and `report`: HDR histograms, reply codes, errors, a per-second timeline, the
 //!   [`Report`] (text and JSON) and its SVG plot ([`plot_svg`]).
 //! - `token`: sealing device credentials as firmware does ([`Sealer`]).
+//! - `dvr`: the `dvr` scenario's hosts: their passwords ([`host_password`]), provisioning
+//!   them through the server's admin socket and the untimed first pass ([`DvrSetup`]).
 //! - `config`: [`LoadgenConfig`], scenarios and flag parsing helpers.
 //!
 //! The binary `ddns-loadgen` (src/main.rs) parses flags, shows progress and writes the files.
@@ -20,6 +23,7 @@
 mod config;
 mod cpu;
 mod dns;
+mod dvr;
 pub mod fleet;
 mod http;
 mod report;
@@ -30,6 +34,7 @@ mod token;
 
 pub use config::{ConfigError, LoadgenConfig, Scenario, Verify, parse_duration};
 pub use dns::VerifyReport;
+pub use dvr::{DvrSetup, FirstPass, Provision, SetupError, host_password};
 pub use fleet::{Expect, Fleet};
 pub use http::{HttpConnection, Transport};
 pub use report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, plot_svg};

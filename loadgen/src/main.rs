@@ -29,7 +29,8 @@ struct Args {
     /// Fleet size (at most 16,777,216).
     #[arg(long, default_value_t = 30_000)]
     devices: u32,
-    /// steady, churn, surge, or updates (closed loop at max rate: only updates, no polls).
+    /// steady, churn, surge, updates (closed loop at max rate: only updates, no polls), or dvr
+    /// (the same closed loop of DVR updates, `/dvr/update`, over provisioned hosts).
     #[arg(long, default_value = "steady")]
     scenario: Scenario,
     /// How often each device polls ipdetect (simulated time).
@@ -83,9 +84,25 @@ struct Args {
     /// The vendor's zone.
     #[arg(long, default_value = "dyn.example")]
     zone: String,
-    /// Device labels are this prefix and the device's index [default: lg<seed>-].
+    /// Device labels are this prefix and the device's index [default: lg<seed>-; dvr: h].
     #[arg(long)]
     label_prefix: Option<String>,
+    /// dvr: the hosts' group; hosts are h<N>.<group>.<zone> [default: lg<seed>].
+    #[arg(long)]
+    dvr_group: Option<String>,
+    /// dvr: the portal user who owns the hosts (created by --provision if missing).
+    #[arg(long, default_value = "loadgen")]
+    dvr_user: String,
+    /// dvr: before the run, create the --devices hosts the user does not have yet through the
+    /// server's admin socket (one argon2 hash each on the server, tens of ms of a core).
+    #[arg(long)]
+    provision: bool,
+    /// The server's admin socket, for --provision [default: ./data/admin.sock].
+    #[arg(long, requires = "provision")]
+    admin_socket: Option<PathBuf>,
+    /// Admin requests at once while provisioning.
+    #[arg(long, default_value_t = 4)]
+    provision_concurrency: usize,
     /// Share of acknowledged changes followed to DNS (0 turns the prober off).
     #[arg(long, default_value_t = 0.1)]
     propagation_sample: f64,
@@ -135,6 +152,13 @@ fn key(args: &Args) -> anyhow::Result<DeviceKey> {
             .join("keys")
             .join(format!("{}.key", args.vendor))
     });
+    // DVRs have no vendor key: any will do when none is at hand.
+    if args.scenario == Scenario::Dvr && args.key_file.is_none() && !path.exists() {
+        return Ok(DeviceKey {
+            id: 0,
+            secret: [0; 32],
+        });
+    }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "reading the vendor key {} (give --key-file, or --key-id and --key-hex)",
@@ -154,6 +178,19 @@ fn config(args: &Args) -> anyhow::Result<LoadgenConfig> {
     c.vendor = args.vendor.clone();
     c.zone = args.zone.clone();
     c.label_prefix = args.label_prefix.clone();
+    c.dvr_group = args.dvr_group.clone();
+    c.dvr_user = args.dvr_user.clone();
+    c.provision_concurrency = args.provision_concurrency;
+    if args.provision {
+        if args.scenario != Scenario::Dvr {
+            bail!("--provision is for --scenario dvr");
+        }
+        c.admin_socket = Some(
+            args.admin_socket
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data").join("admin.sock")),
+        );
+    }
     c.devices = args.devices;
     c.scenario = args.scenario;
     c.poll_interval = args.poll_interval;
@@ -257,6 +294,18 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Some(lines.insert(Lines(Instant::now())))
     };
 
+    if config.scenario == Scenario::Dvr && !args.quiet {
+        eprintln!(
+            "ddns-loadgen: dvr: {}{} hosts, then one untimed update of each (the server's argon2 \
+             check, tens of ms of a core each unless it remembers the host)",
+            if config.admin_socket.is_some() {
+                "provisioning any missing of "
+            } else {
+                ""
+            },
+            config.devices
+        );
+    }
     let outcome = runtime.block_on(ddns_loadgen::run(&config, progress))?;
     if let Some(Bar(pb)) = &bar {
         pb.finish_and_clear();

@@ -7,6 +7,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::dns::VerifyReport;
+use crate::dvr::DvrSetup;
 use crate::stats::{Errors, Latency, SecondPoint};
 
 /// Everything a run measured.
@@ -14,6 +15,9 @@ use crate::stats::{Errors, Latency, SecondPoint};
 pub struct Report {
     /// What was run.
     pub run: RunInfo,
+    /// The `dvr` scenario's untimed setup: provisioning and the first update of each host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dvr_setup: Option<DvrSetup>,
     /// Seconds from the start until the last reply (or the end of the drain).
     pub elapsed_secs: f64,
     /// Requests that finished (replied or failed).
@@ -46,7 +50,7 @@ pub struct Report {
 /// The run's parameters, as the report states them.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunInfo {
-    /// `steady`, `churn` or `surge`.
+    /// `steady`, `churn`, `surge`, `updates` or `dvr`.
     pub scenario: String,
     /// Fleet size.
     pub devices: u32,
@@ -176,6 +180,26 @@ impl fmt::Display for Report {
             "ddns-loadgen: {} · {} devices · poll {}s ×{} · {} connections · seed {}",
             r.scenario, r.devices, r.poll_interval_secs, r.speedup, r.connections, r.seed
         )?;
+        if let Some(setup) = &self.dvr_setup {
+            write!(out, "dvr setup (untimed): {} hosts", setup.hosts)?;
+            if let Some(p) = &setup.provision {
+                write!(
+                    out,
+                    "; provisioned {} ({} existed) through {} in {:.1} s, {} at a time",
+                    p.added, p.existed, p.admin_socket, p.secs, p.concurrency
+                )?;
+            }
+            let f = &setup.first_pass;
+            write!(
+                out,
+                "; first update of each (argon2 on the server) in {:.1} s, {} at a time:",
+                f.secs, f.connections
+            )?;
+            for (text, n) in &f.replies {
+                write!(out, " {text}×{n}")?;
+            }
+            writeln!(out, "; no reply {}; retries {}", f.failed, f.retries)?;
+        }
         writeln!(
             out,
             "  {} requests in {:.1} s = {:.0} req/s; errors {}",
@@ -569,6 +593,7 @@ mod tests {
 
     pub(crate) fn sample() -> Report {
         Report {
+            dvr_setup: None,
             run: RunInfo {
                 scenario: "churn".into(),
                 devices: 300,

@@ -16,7 +16,9 @@
 //! The `updates` scenario is the exception: it measures the server's maximum rate, so each
 //! connection is given the next device's update as soon as its previous reply is in, and the
 //! offered rate is whatever the server sustains with `--connections` requests outstanding.
-//! Its latency is each exchange's (due when sent).
+//! Its latency is each exchange's (due when sent). The `dvr` scenario is the same loop over
+//! DVR hosts (`/dvr/update`), after an untimed setup (`dvr`: provisioning, and one update per
+//! host so that the server's one argon2 check of each is not in the figures).
 //!
 //! # Bounds
 //!
@@ -33,9 +35,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
-use crate::config::{ConfigError, LoadgenConfig, Verify};
+use crate::config::{ConfigError, LoadgenConfig, Scenario, Verify};
 use crate::cpu::{CpuSampler, cpu_secs, machine_busy_secs, thread_delta, thread_secs};
 use crate::dns::{ProbeRequest, run_prober, verify};
+use crate::dvr::{SetupError, dvr_target};
 use crate::fleet::{Expect, Fleet, Kind, Naming, Outcome, Reply, Request, mac_of};
 use crate::http::{HttpConnection, Transport};
 use crate::report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, ThreadCpu};
@@ -57,6 +60,9 @@ pub enum RunError {
     /// A socket or the prober thread could not be opened.
     #[error("loadgen I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The DVR hosts could not be provisioned.
+    #[error("dvr setup: {0}")]
+    Setup(#[from] SetupError),
 }
 
 /// What the progress display is shown, four times a second.
@@ -95,12 +101,17 @@ pub struct RunOutcome {
     pub fleet: Fleet,
 }
 
-/// Runs the fleet against the real server: `connections` keep-alive HTTP connections.
+/// Runs the fleet against the real server: `connections` keep-alive HTTP connections. The
+/// `dvr` scenario first provisions and warms up its hosts (`dvr.rs`), untimed.
 pub async fn run(
     config: &LoadgenConfig,
     progress: Option<&mut dyn Progress>,
 ) -> Result<RunOutcome, RunError> {
     config.validate()?;
+    let dvr_setup = match config.scenario {
+        Scenario::Dvr => Some(crate::dvr::prepare(config).await?),
+        _ => None,
+    };
     let opened = Arc::new(AtomicU64::new(0));
     let transports = (0..config.connections)
         .map(|_| {
@@ -112,7 +123,9 @@ pub async fn run(
             )
         })
         .collect();
-    run_with(config, transports, opened, progress).await
+    let mut outcome = run_with(config, transports, opened, progress).await?;
+    outcome.report.dvr_setup = dvr_setup;
+    Ok(outcome)
 }
 
 /// Builds request targets: seals a fresh token per request (a device keeps one, but sealing
@@ -139,6 +152,7 @@ impl Wire {
             ),
             Kind::Update => format!("/update.aspx?mac={}&myip={}", token(), request.addr),
             Kind::Remove => format!("/remove.aspx?mac={}", token()),
+            Kind::Dvr => dvr_target(&self.naming, self.seed, request.device, request.addr),
         }
     }
 }
@@ -193,7 +207,7 @@ async fn worker<T: Transport>(
         if let (Some(sampler), Ok(reply)) = (&mut sampler, &outcome) {
             let acked = match (request.kind, reply) {
                 (Kind::Add, Reply::Created(fqdn)) => wire.naming.is_fqdn(request.device, fqdn),
-                (Kind::Add | Kind::Update, Reply::Modified) => true,
+                (Kind::Add | Kind::Update, Reply::Modified) | (Kind::Dvr, Reply::Act) => true,
                 _ => false,
             };
             if acked && sampler.rng.chance(sampler.share) {
@@ -485,6 +499,7 @@ pub async fn run_with<T: Transport>(
     }
     let counts = fleet.counts();
     let report = Report {
+        dvr_setup: None,
         run: RunInfo {
             scenario: config.scenario.name().into(),
             devices: config.devices,
@@ -494,7 +509,7 @@ pub async fn run_with<T: Transport>(
             churn: config.churn(),
             reboot: config.reboot,
             decommission: config.decommission,
-            surge_window_secs: (config.scenario == crate::config::Scenario::Surge)
+            surge_window_secs: (config.scenario == Scenario::Surge)
                 .then_some(config.surge_window.as_secs_f64()),
             duration_secs: config.duration.as_secs_f64(),
             seed: config.seed,
@@ -546,7 +561,6 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::config::Scenario;
     use crate::fleet::{CallError, Request};
     use crate::token::DeviceKey;
 
@@ -574,6 +588,7 @@ mod tests {
                 Some("/add.aspx") => format!("10|{}.dyn.example", param("dm").expect("dm")),
                 Some("/update.aspx") => "09".into(),
                 Some("/remove.aspx") => "15".into(),
+                Some("/dvr/update") => "ACT".into(),
                 _ => "127.0.0.1".into(),
             })
         }
@@ -758,6 +773,30 @@ mod tests {
         // Four devices at a time, in turn: every device got its update.
         for device in 0..100 {
             assert!(matches!(outcome.fleet.expect(device), Expect::Addr(_)));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_dvr_loop_updates_every_host_in_turn() {
+        let mut c = config();
+        c.scenario = Scenario::Dvr;
+        c.devices = 10;
+        c.connections = 2;
+        c.duration = Duration::from_millis(100);
+        // 5 ms a reply, 2 connections, 100 ms: 40 DVR updates, four per host.
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(5)).await;
+        let r = &outcome.report;
+        assert_eq!(r.replies["dvr"]["ACT"], 40, "{r}");
+        assert_eq!(r.errors.total, 0);
+        assert!(r.dvr_setup.is_none(), "run_with does no setup");
+        for device in 0..10 {
+            let host = format!("/dvr/update?host=h{device}.lg1.dyn.example&pw=");
+            assert_eq!(sent.iter().filter(|(_, t)| t.starts_with(&host)).count(), 4);
+            let Expect::Addr(addr) = outcome.fleet.expect(device) else {
+                panic!("host {device} acknowledged");
+            };
+            let last = sent.iter().rev().find(|(_, t)| t.starts_with(&host));
+            assert!(last.is_some_and(|(_, t)| t.ends_with(&format!("&ip={addr}"))));
         }
     }
 

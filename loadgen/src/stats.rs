@@ -116,10 +116,12 @@ pub struct SecondPoint {
     pub machine_cores: Option<f64>,
 }
 
+const KINDS: usize = Kind::ALL.len();
+
 /// The accumulator the driver feeds.
 pub(crate) struct Stats {
-    pub(crate) kinds: [Histogram<u64>; 4],
-    pub(crate) kind_counts: [u64; 4],
+    pub(crate) kinds: [Histogram<u64>; KINDS],
+    pub(crate) kind_counts: [u64; KINDS],
     pub(crate) all: Histogram<u64>,
     /// Replies to requests due after the boot window: the fleet's settled behaviour.
     pub(crate) after_boot: Histogram<u64>,
@@ -142,7 +144,7 @@ impl Stats {
     pub(crate) fn new(boot_end_us: u64) -> Stats {
         Stats {
             kinds: std::array::from_fn(|_| new_histogram()),
-            kind_counts: [0; 4],
+            kind_counts: [0; KINDS],
             all: new_histogram(),
             after_boot: new_histogram(),
             boot_end_us,
