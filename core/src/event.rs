@@ -221,6 +221,19 @@ pub enum EventBody {
         /// The new status.
         status: HostStatus,
     },
+    /// The host is marked abusive (its client kept sending updates that changed nothing: it
+    /// is answered `abuse` from then on), or its owner cleared the mark.
+    HostAbuseChanged {
+        /// The zone.
+        zone: Fqdn,
+        /// The host.
+        fqdn: Fqdn,
+        /// Marked (by the server) or cleared (by the owner).
+        abusive: bool,
+        /// The owner when cleared on the portal (checked by the fold); absent when the server
+        /// marks it.
+        account: Option<AccountId>,
+    },
 }
 
 impl Event {
@@ -246,7 +259,8 @@ impl Event {
             | EventBody::HostEdited { zone, .. }
             | EventBody::HostRemoved { zone, .. }
             | EventBody::HostAddressSet { zone, .. }
-            | EventBody::HostStatusChanged { zone, .. } => Some(zone),
+            | EventBody::HostStatusChanged { zone, .. }
+            | EventBody::HostAbuseChanged { zone, .. } => Some(zone),
             EventBody::AccountCreated { .. }
             | EventBody::AccountPasswordChanged { .. }
             | EventBody::AccountRemoved { .. } => None,

@@ -311,6 +311,42 @@ fn a_dvr_update_sets_one_family_and_the_status() {
 }
 
 #[test]
+fn the_server_marks_a_host_abusive_and_only_its_owner_clears_it() {
+    let mut state = State::new();
+    state.apply(&host(1, 9, None, "dvr"));
+    let mark = |id, abusive, account| {
+        ev(
+            id,
+            EventBody::HostAbuseChanged {
+                zone: zone(),
+                fqdn: name("dvr.dyn.example"),
+                abusive,
+                account,
+            },
+        )
+    };
+    assert_eq!(state.apply(&mark(2, true, None)).outcome, Outcome::Modified);
+    assert_eq!(state.apply(&mark(3, true, None)).outcome, Outcome::NoChange);
+    let abusive = |s: &State| {
+        s.account_host(&name("dvr.dyn.example"))
+            .expect("exists")
+            .abusive
+    };
+    assert!(abusive(&state));
+    assert_eq!(
+        state.apply(&mark(4, false, Some(AccountId(8)))).outcome,
+        Outcome::NotFound,
+        "another account"
+    );
+    assert!(abusive(&state));
+    assert_eq!(
+        state.apply(&mark(5, false, Some(AccountId(9)))).outcome,
+        Outcome::Modified
+    );
+    assert!(!abusive(&state));
+}
+
+#[test]
 fn a_release_removes_the_accounts_names_and_refuses_later_ones() {
     let mut state = State::new();
     state.apply(&sign_up(1, "brian", "b@x.example"));
@@ -408,6 +444,24 @@ fn every_people_event() -> Vec<Event> {
             },
         ),
         ev(
+            13,
+            EventBody::HostAbuseChanged {
+                zone: zone(),
+                fqdn: name("cam.brian.dyn.example"),
+                abusive: true,
+                account: None,
+            },
+        ),
+        ev(
+            14,
+            EventBody::HostAbuseChanged {
+                zone: zone(),
+                fqdn: name("cam.brian.dyn.example"),
+                abusive: false,
+                account: Some(AccountId(1)),
+            },
+        ),
+        ev(
             9,
             EventBody::HostRemoved {
                 zone: zone(),
@@ -471,7 +525,7 @@ fn restart(state: &State) -> State {
 #[test]
 fn a_snapshot_of_people_restores_the_same_state() {
     let mut state = State::new();
-    for event in every_people_event().iter().take(8) {
+    for event in every_people_event().iter().take(9) {
         state.apply(event);
     }
     state.apply(&sign_up(20, "alice", "a@x.example"));

@@ -309,6 +309,7 @@ impl Model {
                     v4: None,
                     v6: None,
                     status: HostStatus::Standby,
+                    abusive: false,
                     created_ms: at,
                     updated_ms: None,
                 };
@@ -394,6 +395,25 @@ impl Model {
                     return just(Outcome::NoChange);
                 }
                 h.status = *status;
+                just(Outcome::Modified)
+            }
+            EventBody::HostAbuseChanged {
+                zone,
+                fqdn,
+                abusive,
+                account,
+            } => {
+                let Some(h) = self
+                    .hosts
+                    .get_mut(fqdn)
+                    .filter(|h| h.zone == *zone && account.is_none_or(|a| a == h.account))
+                else {
+                    return just(Outcome::NotFound);
+                };
+                if h.abusive == *abusive {
+                    return just(Outcome::NoChange);
+                }
+                h.abusive = *abusive;
                 just(Outcome::Modified)
             }
         }
@@ -658,6 +678,8 @@ fn kind(body: &EventBody) -> &'static str {
         EventBody::HostAddressSet { account: None, .. } => "HostAddressSet by DVR",
         EventBody::HostAddressSet { .. } => "HostAddressSet on portal",
         EventBody::HostStatusChanged { .. } => "HostStatusChanged",
+        EventBody::HostAbuseChanged { account: None, .. } => "HostAbuseChanged by server",
+        EventBody::HostAbuseChanged { .. } => "HostAbuseChanged on portal",
     }
 }
 
@@ -941,7 +963,39 @@ impl Sim {
                     },
                 )
             }
-            63..=66 => {
+            63..=64 => {
+                // Clearing is for marked hosts, when there are any.
+                let marked: Vec<(Fqdn, Host)> = self
+                    .model
+                    .hosts
+                    .iter()
+                    .filter(|(_, h)| h.abusive)
+                    .map(|(n, h)| (n.clone(), h.clone()))
+                    .collect();
+                let picked = match marked.is_empty() || self.rng.random_bool(0.5) {
+                    true => self.pick_host(),
+                    false => Some(marked[self.rng.random_range(0..marked.len())].clone()),
+                };
+                let Some((fqdn, h)) = picked else {
+                    return self.next_event_fallback(id);
+                };
+                // The server marks; the owner (or, refused, another account) clears.
+                let (abusive, account) = match self.rng.random_range(0..4) {
+                    0 | 1 => (true, None),
+                    2 => (false, Some(h.account)),
+                    _ => (false, Some(AccountId(h.account.0 ^ 1))),
+                };
+                ev(
+                    id,
+                    EventBody::HostAbuseChanged {
+                        zone: h.zone,
+                        fqdn,
+                        abusive,
+                        account,
+                    },
+                )
+            }
+            65..=66 => {
                 let Some((fqdn, h)) = self.pick_host() else {
                     return self.next_event_fallback(id);
                 };
@@ -1219,6 +1273,10 @@ fn check_coverage(seen: &BTreeMap<(&'static str, &'static str), usize>) {
         ("HostAddressSet on portal", "NotFound"),
         ("HostStatusChanged", "Modified"),
         ("HostStatusChanged", "NoChange"),
+        ("HostAbuseChanged by server", "Modified"),
+        ("HostAbuseChanged by server", "NoChange"),
+        ("HostAbuseChanged on portal", "Modified"),
+        ("HostAbuseChanged on portal", "NotFound"),
         ("DeviceAdd", "Created"),
         ("DeviceAdd", "NameTaken"),
         ("DeviceUpdate", "Modified"),

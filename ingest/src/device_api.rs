@@ -10,6 +10,7 @@
 //! durable, so a success reply is never sent for an update that could be lost.
 
 mod dvr;
+mod dyndns2;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ pub struct IngestConfig {
     pub reply_timeout_ms: u64,
     /// Serves `/cipher.aspx?mac=…&vendor=…`, which seals any MAC: for test beds only.
     pub cipher_form: bool,
+    /// dyndns2: consecutive updates that change nothing after which a host is marked abusive
+    /// (answered `abuse` until its owner clears it); 0: never.
+    pub nochg_abuse_threshold: u32,
 }
 
 impl Default for IngestConfig {
@@ -75,6 +79,7 @@ impl Default for IngestConfig {
             flood: FloodConfig::default(),
             reply_timeout_ms: 10_000,
             cipher_form: false,
+            nochg_abuse_threshold: 100,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct DeviceApi {
     /// Checks DVRs' host passwords (shared with the portal: one bound on argon2 runs).
     hasher: Arc<PasswordHasher>,
     verified: VerifiedPasswords,
+    nochg: dyndns2::NochgCounts,
+    nochg_abuse_threshold: u32,
 }
 
 /// Hosts whose last verified password is remembered (a keyed hash each, ~100 bytes).
@@ -184,6 +191,8 @@ impl DeviceApi {
             cipher_form: config.cipher_form,
             hasher: Arc::new(PasswordHasher::new()),
             verified: VerifiedPasswords::new(VERIFIED_HOSTS_MAX),
+            nochg: dyndns2::NochgCounts::default(),
+            nochg_abuse_threshold: config.nochg_abuse_threshold,
         })
     }
 
@@ -232,6 +241,18 @@ impl DeviceApi {
             .route(
                 "/dvr/update",
                 get(|a: Api, p: Peer, r: Request| handle(Route::Dvr, a, p, r)),
+            )
+            .route(
+                "/nic/update",
+                get(|a: Api, p: Peer, r: Request| handle(Route::NicUpdate, a, p, r)),
+            )
+            .route(
+                "/nic/checkip",
+                get(|a: Api, p: Peer, r: Request| handle(Route::CheckIp, a, p, r)),
+            )
+            .route(
+                "/checkip",
+                get(|a: Api, p: Peer, r: Request| handle(Route::CheckIp, a, p, r)),
             );
         let router = if self.cipher_form {
             router.route(
@@ -308,6 +329,10 @@ pub(crate) enum Route {
     Ipdetect,
     /// The DVR protocol's update.
     Dvr,
+    /// dyndns2's update.
+    NicUpdate,
+    /// dyndns2's address echo.
+    CheckIp,
     /// Only with `cipher_form`.
     Cipher,
 }
@@ -322,6 +347,8 @@ impl Route {
             "/ipcheck.aspx" => Route::Ipcheck,
             "/ipdetect.aspx" => Route::Ipdetect,
             "/dvr/update" => Route::Dvr,
+            "/nic/update" => Route::NicUpdate,
+            "/nic/checkip" | "/checkip" => Route::CheckIp,
             "/cipher.aspx" if api.cipher_form => Route::Cipher,
             _ => return None,
         })
@@ -336,6 +363,8 @@ impl Route {
             Route::Ipcheck => "ipcheck",
             Route::Ipdetect => "ipdetect",
             Route::Dvr => "dvr",
+            Route::NicUpdate => "nic_update",
+            Route::CheckIp => "checkip",
             Route::Cipher => "cipher",
         }
     }
@@ -351,6 +380,8 @@ pub(crate) struct Head<'a> {
     pub(crate) user_agent: Option<&'a str>,
     /// Every `X-Forwarded-For` value that is visible ASCII, in order.
     pub(crate) forwarded_for: Vec<&'a str>,
+    /// The first `Authorization`, if it is visible ASCII.
+    pub(crate) authorization: Option<&'a str>,
 }
 
 impl<'a> Head<'a> {
@@ -367,6 +398,9 @@ impl<'a> Head<'a> {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect(),
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
         }
     }
 }
@@ -388,14 +422,25 @@ impl Answer {
     }
 }
 
+/// The challenge of a 401 (dyndns2 without credentials): wget-based firmware sends its
+/// credentials only once asked.
+pub(crate) const CHALLENGE: &str = "Basic realm=\"ddnsd\"";
+
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             self.body,
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(CHALLENGE),
+            );
+        }
+        response
     }
 }
 
@@ -442,6 +487,8 @@ impl DeviceApi {
             Route::Ipcheck => self.ipcheck(head),
             Route::Ipdetect => self.ipdetect(head),
             Route::Dvr => self.dvr_update(head).await,
+            Route::NicUpdate => self.nic_update(head).await,
+            Route::CheckIp => self.checkip(head),
             Route::Cipher => self.cipher(head),
         }
     }

@@ -227,11 +227,16 @@ async fn answer(api: &DeviceApi, request: &httparse::Request<'_, '_>, peer: Sock
         };
     }
     let mut user_agent = None;
+    let mut authorization = None;
     let mut forwarded_for = Vec::new();
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("user-agent") {
             if user_agent.is_none() {
                 user_agent = Some(visible_ascii(header.value));
+            }
+        } else if header.name.eq_ignore_ascii_case("authorization") {
+            if authorization.is_none() {
+                authorization = Some(visible_ascii(header.value));
             }
         } else if header.name.eq_ignore_ascii_case("x-forwarded-for")
             && let Some(value) = visible_ascii(header.value)
@@ -244,6 +249,7 @@ async fn answer(api: &DeviceApi, request: &httparse::Request<'_, '_>, peer: Sock
         query,
         user_agent: user_agent.flatten(),
         forwarded_for,
+        authorization: authorization.flatten(),
     };
     api.respond(route, &head).await
 }
@@ -274,6 +280,11 @@ fn write_answer(out: &mut Vec<u8>, answer: &Answer, framing: &Framing, keep_aliv
     }
     if answer.status == StatusCode::METHOD_NOT_ALLOWED {
         out.extend_from_slice(b"allow: GET,HEAD\r\n");
+    }
+    if answer.status == StatusCode::UNAUTHORIZED {
+        out.extend_from_slice(b"www-authenticate: ");
+        out.extend_from_slice(crate::device_api::CHALLENGE.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");

@@ -7,52 +7,16 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use ddns_core::{AccountId, Event, EventBody, EventId, Fqdn, HostStatus, Label};
+use ddns_core::{Fqdn, HostStatus};
 use ddns_ingest::{FloodConfig, IngestConfig, PasswordHasher};
 use ddns_log::MemLog;
 
 const HOST: &str = "cam.brian.dyn.example";
 
-/// The account `brian`, its group and the host `cam.brian.dyn.example` with `password`.
+/// The account `brian` (account 1), its group and the host `cam.brian.dyn.example` with
+/// `password`.
 async fn with_host(h: &Harness, password: &str) {
-    let hash = cheap_hasher().hash(password.into()).await.expect("hashes");
-    let ev = |id: u128, body| Event {
-        id: EventId(id),
-        at_ms: 1,
-        body,
-    };
-    let zone = Fqdn::parse("dyn.example").expect("valid");
-    for event in [
-        ev(
-            1,
-            EventBody::AccountCreated {
-                user_id: "brian".into(),
-                email: "b@x.example".into(),
-                password_hash: "unused".into(),
-            },
-        ),
-        ev(
-            2,
-            EventBody::GroupCreated {
-                zone: zone.clone(),
-                account: AccountId(1),
-                group: Label::parse("brian").expect("valid"),
-            },
-        ),
-        ev(
-            3,
-            EventBody::HostCreated {
-                zone,
-                account: AccountId(1),
-                group: Some(Label::parse("brian").expect("valid")),
-                host: Label::parse("cam").expect("valid"),
-                password_hash: hash,
-                port: None,
-            },
-        ),
-    ] {
-        append_folded(h, &event).await;
-    }
+    provision(h, "unused", &[("cam", Some("brian"), password)]).await;
 }
 
 fn status(h: &Harness) -> HostStatus {

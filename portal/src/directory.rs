@@ -85,6 +85,10 @@ pub trait Directory: Send + Sync + 'static {
 
     /// Removes the host `fqdn` of `user_id`.
     async fn remove_host(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError>;
+
+    /// Clears the abuse mark of the host `fqdn` of `user_id` (its dyndns2 client sent too many
+    /// updates that changed nothing).
+    async fn clear_abuse(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError>;
 }
 
 /// The directory could not answer; nothing was acknowledged.
@@ -250,6 +254,8 @@ pub struct HostView {
     pub updated_ms: Option<u64>,
     /// The device's web port, if one was given.
     pub port: Option<u16>,
+    /// Marked abusive: its dyndns2 updates are answered `abuse` until the owner clears it.
+    pub abusive: bool,
 }
 
 /// Changes to a host from its edit page; `None` fields are left as they are.

@@ -107,6 +107,7 @@ fn host_view(fqdn: &Fqdn, host: &ddns_core::Host) -> HostView {
         },
         updated_ms: host.updated_ms,
         port: host.port,
+        abusive: host.abusive,
     }
 }
 
@@ -368,6 +369,30 @@ impl Directory for LogDirectory {
         };
         match self.commit(body).await? {
             Outcome::Removed => Ok(Change::Done),
+            Outcome::NotFound => Ok(Change::NotFound),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn clear_abuse(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError> {
+        let found = self
+            .read(|state| {
+                let account = state.account(user_id.as_str())?;
+                let host = state.account_host(fqdn)?;
+                (host.account == account.id).then(|| (account.id, host.zone.clone()))
+            })
+            .await?;
+        let Some((account, zone)) = found else {
+            return Ok(Change::NotFound);
+        };
+        let body = EventBody::HostAbuseChanged {
+            zone,
+            fqdn: fqdn.clone(),
+            abusive: false,
+            account: Some(account),
+        };
+        match self.commit(body).await? {
+            Outcome::Modified | Outcome::NoChange => Ok(Change::Done),
             Outcome::NotFound => Ok(Change::NotFound),
             other => Err(unexpected(other)),
         }

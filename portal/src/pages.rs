@@ -85,6 +85,7 @@ pub(crate) struct HostRow {
     pub addresses: Vec<String>,
     pub status_class: &'static str,
     pub status_label: &'static str,
+    pub abusive: bool,
 }
 
 /// One entry of a group `<select>`.
@@ -149,6 +150,7 @@ impl HostRow {
             addresses,
             status_class,
             status_label,
+            abusive: host.abusive,
         }
     }
 }

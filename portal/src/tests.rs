@@ -1129,6 +1129,45 @@ async fn another_users_host_is_404_for_every_verb() {
 }
 
 #[tokio::test]
+async fn an_abusive_host_is_shown_and_only_its_owner_clears_the_mark() {
+    let (router, backend) = app().await;
+    let mut alice = Browser::user(&router, "alice1").await;
+    alice
+        .post("/hosts", &[("host", "cam1"), ("host_password", "abc")])
+        .await;
+    let mark = EventBody::HostAbuseChanged {
+        zone: fqdn("dyn.example"),
+        fqdn: fqdn("cam1.dyn.example"),
+        abusive: true,
+        account: None,
+    };
+    assert_eq!(backend.commit(mark).await, Outcome::Modified);
+    alice.get("/hosts").await.has(">ABUSE</span>");
+    alice
+        .get("/hosts/cam1.dyn.example/edit")
+        .await
+        .has("Clear the abuse mark");
+    let mut bob = Browser::user(&router, "bobby1").await;
+    bob.post("/hosts/cam1.dyn.example/abuse/clear", &[])
+        .await
+        .status(StatusCode::NOT_FOUND);
+    let abusive = || {
+        backend.view.with_state(|s| {
+            s.account_host(&fqdn("cam1.dyn.example"))
+                .expect("exists")
+                .abusive
+        })
+    };
+    assert!(abusive());
+    alice
+        .post("/hosts/cam1.dyn.example/abuse/clear", &[])
+        .await
+        .status(StatusCode::SEE_OTHER);
+    assert!(!abusive());
+    alice.get("/hosts").await.lacks(">ABUSE</span>");
+}
+
+#[tokio::test]
 async fn editing_and_removing_ones_own_host() {
     let (router, backend) = app().await;
     let mut alice = Browser::user(&router, "alice1").await;

@@ -15,12 +15,14 @@
 //! kind 13 HostRemoved:            str zone, id account, str fqdn
 //! kind 14 HostAddressSet:         str zone, str fqdn, ip addr, opt id account
 //! kind 15 HostStatusChanged:      str zone, str fqdn, status
+//! kind 16 HostAbuseChanged:       str zone, str fqdn, u8 abusive (0 or 1), opt id account
 //! ```
 //!
 //! A snapshot entry's key is a kind byte and its identity; its value is a version byte (1), and
 //! for an account `id, str user_id, str email, str password_hash, u64 created_ms`; for a group
 //! `str zone, id account, u64 created_ms`; for a host `str zone, id account, opt str group,
-//! str password_hash, opt u16 port, opt v4, opt v6, status, u64 created_ms, opt u64 updated_ms`;
+//! str password_hash, opt u16 port, opt v4, opt v6, status, u8 abusive, u64 created_ms,
+//! opt u64 updated_ms`;
 //! for a removal or a release, nothing more.
 //!
 //! ```text
@@ -46,6 +48,7 @@ const KIND_HOST_EDITED: u8 = 12;
 const KIND_HOST_REMOVED: u8 = 13;
 const KIND_HOST_ADDRESS_SET: u8 = 14;
 const KIND_HOST_STATUS_CHANGED: u8 = 15;
+const KIND_HOST_ABUSE_CHANGED: u8 = 16;
 
 const ENTRY_VERSION: u8 = 1;
 const KEY_ACCOUNT: u8 = 1;
@@ -55,7 +58,7 @@ const KEY_HOST: u8 = 4;
 const KEY_RELEASED: u8 = 5;
 
 pub(super) fn is_kind(kind: u8) -> bool {
-    (KIND_ACCOUNT_CREATED..=KIND_HOST_STATUS_CHANGED).contains(&kind)
+    (KIND_ACCOUNT_CREATED..=KIND_HOST_ABUSE_CHANGED).contains(&kind)
 }
 
 pub(super) fn kind_of(body: &EventBody) -> u8 {
@@ -71,6 +74,7 @@ pub(super) fn kind_of(body: &EventBody) -> u8 {
         EventBody::HostRemoved { .. } => KIND_HOST_REMOVED,
         EventBody::HostAddressSet { .. } => KIND_HOST_ADDRESS_SET,
         EventBody::HostStatusChanged { .. } => KIND_HOST_STATUS_CHANGED,
+        EventBody::HostAbuseChanged { .. } => KIND_HOST_ABUSE_CHANGED,
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
         | EventBody::DeviceRemove { .. }
@@ -161,18 +165,23 @@ pub(super) fn put_body(out: &mut Vec<u8>, body: &EventBody) -> Result<(), Encode
             put_str(out, zone.as_str(), "zone")?;
             put_str(out, fqdn.as_str(), "fqdn")?;
             put_ip(out, *addr);
-            match account {
-                Some(account) => {
-                    out.push(1);
-                    put_id(out, *account);
-                }
-                None => out.push(0),
-            }
+            put_opt_id(out, *account);
         }
         EventBody::HostStatusChanged { zone, fqdn, status } => {
             put_str(out, zone.as_str(), "zone")?;
             put_str(out, fqdn.as_str(), "fqdn")?;
             out.push(status_byte(*status));
+        }
+        EventBody::HostAbuseChanged {
+            zone,
+            fqdn,
+            abusive,
+            account,
+        } => {
+            put_str(out, zone.as_str(), "zone")?;
+            put_str(out, fqdn.as_str(), "fqdn")?;
+            out.push(u8::from(*abusive));
+            put_opt_id(out, *account);
         }
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
@@ -238,6 +247,12 @@ pub(super) fn body(kind: u8, r: &mut Reader<'_>) -> Result<EventBody, DecodeErro
             zone: r.fqdn()?,
             fqdn: r.fqdn()?,
             status: r.status()?,
+        },
+        KIND_HOST_ABUSE_CHANGED => EventBody::HostAbuseChanged {
+            zone: r.fqdn()?,
+            fqdn: r.fqdn()?,
+            abusive: r.flag()?,
+            account: r.opt(Reader::id)?,
         },
         other => return Err(DecodeError::UnknownKind(other)),
     })
@@ -337,6 +352,7 @@ pub fn encode_people_entry(entry: &PeopleEntry) -> Result<Vec<u8>, EncodeError> 
                 None => out.push(0),
             }
             out.push(status_byte(host.status));
+            out.push(u8::from(host.abusive));
             out.extend_from_slice(&host.created_ms.to_be_bytes());
             match host.updated_ms {
                 Some(at) => {
@@ -380,6 +396,7 @@ pub fn decode_people_entry(key: &PeopleKey, bytes: &[u8]) -> Result<PeopleEntry,
             v4: r.opt(|r| Ok(Ipv4Addr::from(r.array::<4>()?)))?,
             v6: r.opt(|r| Ok(Ipv6Addr::from(r.array::<16>()?)))?,
             status: r.status()?,
+            abusive: r.flag()?,
             created_ms: u64::from_be_bytes(r.array()?),
             updated_ms: r.opt(|r| Ok(u64::from_be_bytes(r.array()?)))?,
         }),
@@ -392,6 +409,16 @@ pub fn decode_people_entry(key: &PeopleKey, bytes: &[u8]) -> Result<PeopleEntry,
 
 fn put_id(out: &mut Vec<u8>, id: AccountId) {
     out.extend_from_slice(&id.0.to_be_bytes());
+}
+
+fn put_opt_id(out: &mut Vec<u8>, id: Option<AccountId>) {
+    match id {
+        Some(id) => {
+            out.push(1);
+            put_id(out, id);
+        }
+        None => out.push(0),
+    }
 }
 
 fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>, what: &'static str) -> Result<(), EncodeError> {
@@ -439,6 +466,14 @@ impl Reader<'_> {
         match Label::parse(label) {
             Ok(parsed) if parsed.as_str() == label => Ok(parsed),
             _ => Err(DecodeError::BadName(label.into())),
+        }
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(DecodeError::BadTag(other)),
         }
     }
 

@@ -68,6 +68,8 @@ pub struct Host {
     pub v6: Option<Ipv6Addr>,
     /// STANDBY until its device first updates it.
     pub status: HostStatus,
+    /// Marked abusive: its updates are answered `abuse` until its owner clears the mark.
+    pub abusive: bool,
     /// When it was created.
     pub created_ms: u64,
     /// When its device last changed it (none before the first update).
@@ -398,6 +400,7 @@ impl People {
                         v4: None,
                         v6: None,
                         status: HostStatus::Standby,
+                        abusive: false,
                         created_ms: at_ms,
                         updated_ms: None,
                     },
@@ -490,6 +493,28 @@ impl People {
                     return nothing(Outcome::NoChange);
                 }
                 host.status = *status;
+                touched(
+                    unchanged(Outcome::Modified),
+                    vec![PeopleKey::Host(fqdn.clone())],
+                )
+            }
+            EventBody::HostAbuseChanged {
+                zone,
+                fqdn,
+                abusive,
+                account,
+            } => {
+                let Some(host) = self
+                    .hosts
+                    .get_mut(fqdn)
+                    .filter(|h| &h.zone == zone && account.is_none_or(|a| h.account == a))
+                else {
+                    return nothing(Outcome::NotFound);
+                };
+                if host.abusive == *abusive {
+                    return nothing(Outcome::NoChange);
+                }
+                host.abusive = *abusive;
                 touched(
                     unchanged(Outcome::Modified),
                     vec![PeopleKey::Host(fqdn.clone())],

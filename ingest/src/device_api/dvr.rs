@@ -93,7 +93,7 @@ impl DeviceApi {
             None => return answer(DvrReply::ServerError),
         };
         let password = params.get("pw").unwrap_or_default();
-        let checked = self.check_host_password(&fqdn, &host.password_hash, password, source);
+        let checked = self.check_password(fqdn.as_str(), &host.password_hash, password, source);
         if let Err(reply) = checked.await {
             return answer(reply);
         }
@@ -140,25 +140,26 @@ impl DeviceApi {
         })
     }
 
-    /// Checks `password` against the host's stored hash: from memory if this DVR sent it
-    /// before, else by argon2, which is charged to the host and the source first.
-    async fn check_host_password(
+    /// Checks `password` against the stored `hash` of the credential `key` (a host's name, or
+    /// `@user_id` for an account): from memory if the same client sent it before, else by
+    /// argon2, which is charged to the credential and the source first.
+    pub(super) async fn check_password(
         &self,
-        fqdn: &Fqdn,
+        key: &str,
         hash: &str,
         password: &str,
         source: IpAddr,
     ) -> Result<(), DvrReply> {
-        if self.verified.remembers(fqdn.as_str(), hash, password) {
+        if self.verified.remembers(key, hash, password) {
             return Ok(());
         }
-        if !self.flood.allow_password_guess(fqdn.as_str(), source) {
+        if !self.flood.allow_password_guess(key, source) {
             metrics::counter!("ddns_ingest_floods_total", "scope" => "password").increment(1);
             return Err(DvrReply::Flood);
         }
         match self
             .verified
-            .verify(&self.hasher, fqdn.as_str(), hash, password)
+            .verify(&self.hasher, key, hash, password)
             .await
         {
             Ok(true) => Ok(()),

@@ -12,7 +12,9 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
-use ddns_core::{Event, Fqdn, LiveZone, ZoneApex, encode_event};
+use ddns_core::{
+    AccountId, Event, EventBody, EventId, Fqdn, Label, LiveZone, ZoneApex, encode_event,
+};
 use ddns_ingest::{DeviceApi, FloodConfig, IngestConfig, PasswordHasher, VendorConfig, VendorKey};
 use ddns_log::{AppendError, Appended, EventLog, LogPosition, LogReader, MemLog, ReadError};
 use ddns_projector::{Projector, ProjectorView};
@@ -118,6 +120,16 @@ impl Harness {
     }
 
     pub async fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let (status, _, body) = self.get_full(uri, headers).await;
+        (status, body)
+    }
+
+    /// Status, `WWW-Authenticate` and body of `GET uri` with `headers`.
+    pub async fn get_full(
+        &self,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Option<String>, String) {
         let mut request = Request::get(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -129,10 +141,15 @@ impl Harness {
             .await
             .expect("infallible");
         let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii").to_owned());
         let body = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .expect("body");
-        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+        let body = String::from_utf8(body.to_vec()).expect("utf-8");
+        (status, challenge, body)
     }
 
     pub async fn get(&self, uri: &str) -> String {
@@ -158,7 +175,7 @@ pub struct BrokenLog(pub MemLog);
 #[async_trait]
 impl EventLog for BrokenLog {
     fn partitions(&self) -> u32 {
-        1
+        self.0.partitions()
     }
     fn identity(&self) -> &str {
         self.0.identity()
@@ -183,4 +200,50 @@ pub async fn append_folded(h: &Harness, event: &Event) {
     h.log.append(event.key(), payload).await.expect("appended");
     let end = h.log.end().await.expect("end");
     h.view.wait_applied(&end).await;
+}
+
+/// The account `brian` (account id 1, e-mail b@x.example, `account_password`), with hosts
+/// `(label, group, host password)` in `dyn.example` (each group created once), as the portal
+/// would make them.
+pub async fn provision(h: &Harness, account_password: &str, hosts: &[(&str, Option<&str>, &str)]) {
+    let hasher = cheap_hasher();
+    let zone = Fqdn::parse("dyn.example").expect("valid");
+    let mut id = 0u128;
+    let mut next = |body| {
+        id += 1;
+        Event {
+            id: EventId(if id == 1 { 1 } else { 1000 + id }),
+            at_ms: 1,
+            body,
+        }
+    };
+    let mut events = vec![next(EventBody::AccountCreated {
+        user_id: "brian".into(),
+        email: "b@x.example".into(),
+        password_hash: hasher.hash(account_password.into()).await.expect("hashes"),
+    })];
+    let mut groups: Vec<&str> = Vec::new();
+    for (label, group, password) in hosts {
+        if let Some(group) = group
+            && !groups.contains(group)
+        {
+            groups.push(group);
+            events.push(next(EventBody::GroupCreated {
+                zone: zone.clone(),
+                account: AccountId(1),
+                group: Label::parse(group).expect("valid"),
+            }));
+        }
+        events.push(next(EventBody::HostCreated {
+            zone: zone.clone(),
+            account: AccountId(1),
+            group: group.map(|g| Label::parse(g).expect("valid")),
+            host: Label::parse(label).expect("valid"),
+            password_hash: hasher.hash((*password).into()).await.expect("hashes"),
+            port: None,
+        }));
+    }
+    for event in &events {
+        append_folded(h, event).await;
+    }
 }

@@ -505,3 +505,21 @@ pub(super) async fn remove_host(
         Change::NotFound => Err(PageError::NotFound),
     }
 }
+
+pub(super) async fn clear_abuse(
+    State(portal): State<Portal>,
+    visit: Visit,
+    Path(fqdn): Path<String>,
+) -> Answer {
+    let Some(user_id) = visit.user().cloned() else {
+        return Ok(see_other("/"));
+    };
+    let fqdn = Fqdn::parse(&fqdn).map_err(|_| PageError::NotFound)?;
+    match portal.directory().clear_abuse(&user_id, &fqdn).await? {
+        Change::Done => {
+            tracing::info!(user_id = %user_id, fqdn = %fqdn, "portal: abuse mark cleared");
+            Ok(see_other("/hosts"))
+        }
+        Change::NotFound => Err(PageError::NotFound),
+    }
+}

@@ -12,7 +12,8 @@ mod hosts;
 mod people;
 
 use hosts::{
-    add_group, add_host, check_group, check_host, edit_host, edit_page, hosts_page, remove_host,
+    add_group, add_host, check_group, check_host, clear_abuse, edit_host, edit_page, hosts_page,
+    remove_host,
 };
 use people::{
     account_page, change_password, check_user, login, logout, remove_account, signin_page, signup,
@@ -126,6 +127,7 @@ impl Portal {
             .route("/check/host", get(check_host))
             .route("/hosts/{fqdn}/edit", get(edit_page).post(edit_host))
             .route("/hosts/{fqdn}/remove", post(remove_host))
+            .route("/hosts/{fqdn}/abuse/clear", post(clear_abuse))
             .route("/account", get(account_page))
             .route("/account/password", post(change_password))
             .route("/account/remove", post(remove_account))
