@@ -43,11 +43,13 @@ ddnsd_bin() {
   echo "$CARGO_TARGET_DIR/release/ddnsd"
 }
 
-# A loopback port nothing listens on (the broker needs a fixed one: every node's config names it).
+# A loopback port nothing listens on (the broker needs a fixed one: every node's config names it),
+# below the kernel's ephemeral range, where no node's or client's own socket can take it.
 free_port() {
-  local port
+  local port low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((10000 + RANDOM % (low - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return
@@ -146,14 +148,20 @@ start() {
   echo "$bin" >"$dir/ddnsd.bin"
 
   # Whatever fails from here leaves nothing running.
-  trap 'stop "$dir" >/dev/null 2>&1 || true' EXIT
+  # (Expanded now: `dir` is this function's, gone when the trap runs.)
+  # shellcheck disable=SC2064
+  trap "stop '$dir' >/dev/null 2>&1 || true" EXIT
   if [ -f "$dir/cluster.toml" ]; then
     # Started before: same broker data, port, topic, key and node data dirs.
     port=$(cat "$dir/broker/port")
     bash "$root/scripts/tansu.sh" start "$dir/broker" "$port" >/dev/null
   else
-    port=$(free_port)
-    bash "$root/scripts/tansu.sh" start "$dir/broker" "$port" >/dev/null
+    # Another process may take the port between the check and the broker's bind: try anew.
+    for attempt in 1 2 3; do
+      port=$(free_port)
+      bash "$root/scripts/tansu.sh" start "$dir/broker" "$port" >/dev/null && break
+      [ "$attempt" -lt 3 ] || die "the broker did not start (see $dir/broker/tansu.log)"
+    done
     echo "$port" >"$dir/broker/port"
     bash "$root/scripts/tansu.sh" topic "$port" "$TOPIC" "$PARTITIONS" >"$dir/broker/topic.log" 2>&1 ||
       die "creating topic $TOPIC failed (see $dir/broker/topic.log)"

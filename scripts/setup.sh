@@ -19,6 +19,8 @@ packages=(
 )
 if [ "${1:-}" = --tests ]; then
   packages+=(kcat)      # reads the Kafka topic in the cluster tests (scripts/kcat.sh)
+  packages+=(openssl)   # the HTTPS tests' CA and certificates (ddnsd/tests/https.rs)
+  packages+=(ddclient inadyn) # the dyndns2 clients of the field (ddnsd/tests/dyndns2_clients.rs)
   # The portal's browser test: Debian's Chromium and its driver (same version), headless.
   packages+=(chromium chromium-driver)
 fi
@@ -39,6 +41,11 @@ if ((${#missing[@]})); then
     exit 1
   fi
   rm -f "$apt_log"
+  # Debian's ddclient enables a daemon that polls a public DDNS provider; the tests run their
+  # own ddclient, so the machine's is switched off.
+  if [[ " ${missing[*]} " == *" ddclient "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now ddclient.service >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

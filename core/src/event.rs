@@ -221,6 +221,31 @@ pub enum EventBody {
         /// The new status.
         status: HostStatus,
     },
+    /// A new update token for the host (a random secret its clients may use instead of the
+    /// host password, stored as a keyed hash).
+    HostTokenAdded {
+        /// The zone.
+        zone: Fqdn,
+        /// The owner.
+        account: AccountId,
+        /// The host.
+        fqdn: Fqdn,
+        /// The token's public id (shown on the portal, used to revoke it).
+        token_id: String,
+        /// The token's keyed hash (`ddns_ingest::hash_token`'s form).
+        hash: String,
+    },
+    /// The owner revoked one of the host's update tokens.
+    HostTokenRevoked {
+        /// The zone.
+        zone: Fqdn,
+        /// The owner.
+        account: AccountId,
+        /// The host.
+        fqdn: Fqdn,
+        /// The token's public id.
+        token_id: String,
+    },
     /// The host is marked abusive (its client kept sending updates that changed nothing: it
     /// is answered `abuse` from then on), or its owner cleared the mark.
     HostAbuseChanged {
@@ -260,7 +285,9 @@ impl Event {
             | EventBody::HostRemoved { zone, .. }
             | EventBody::HostAddressSet { zone, .. }
             | EventBody::HostStatusChanged { zone, .. }
-            | EventBody::HostAbuseChanged { zone, .. } => Some(zone),
+            | EventBody::HostAbuseChanged { zone, .. }
+            | EventBody::HostTokenAdded { zone, .. }
+            | EventBody::HostTokenRevoked { zone, .. } => Some(zone),
             EventBody::AccountCreated { .. }
             | EventBody::AccountPasswordChanged { .. }
             | EventBody::AccountRemoved { .. } => None,

@@ -25,8 +25,8 @@ pub use event::{
     IMPORT_VENDOR, import_owner,
 };
 pub use fold::{
-    Account, Applied, Device, DeviceRef, FieldsRef, Footprint, Group, Host, NameRef, Outcome,
-    PeopleEntry, PeopleKey, State,
+    Account, Applied, Device, DeviceRef, FieldsRef, Footprint, Group, Host, HostToken, NameRef,
+    Outcome, PeopleEntry, PeopleKey, State,
 };
 pub use names::{Fqdn, Label, NameError};
 pub use reply::Reply;

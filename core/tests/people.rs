@@ -462,6 +462,25 @@ fn every_people_event() -> Vec<Event> {
             },
         ),
         ev(
+            15,
+            EventBody::HostTokenAdded {
+                zone: zone(),
+                account: AccountId(1),
+                fqdn: name("cam.brian.dyn.example"),
+                token_id: "k1".into(),
+                hash: "salt:hash".into(),
+            },
+        ),
+        ev(
+            16,
+            EventBody::HostTokenRevoked {
+                zone: zone(),
+                account: AccountId(1),
+                fqdn: name("cam.brian.dyn.example"),
+                token_id: "k1".into(),
+            },
+        ),
+        ev(
             9,
             EventBody::HostRemoved {
                 zone: zone(),
@@ -525,7 +544,7 @@ fn restart(state: &State) -> State {
 #[test]
 fn a_snapshot_of_people_restores_the_same_state() {
     let mut state = State::new();
-    for event in every_people_event().iter().take(9) {
+    for event in every_people_event().iter().take(11) {
         state.apply(event);
     }
     state.apply(&sign_up(20, "alice", "a@x.example"));

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use common::*;
 use ddns_core::{
     Account, AccountId, Device, DeviceId, Event, EventBody, EventId, Fields, Fqdn, Group, Host,
-    HostAddrs, HostStatus, Label, Outcome, PeopleEntry, PeopleKey, State, decode_device,
+    HostAddrs, HostStatus, HostToken, Label, Outcome, PeopleEntry, PeopleKey, State, decode_device,
     decode_event, decode_people_entry, decode_people_key, encode_device, encode_event,
     encode_people_entry, encode_people_key, import_owner,
 };
@@ -310,6 +310,7 @@ impl Model {
                     v6: None,
                     status: HostStatus::Standby,
                     abusive: false,
+                    tokens: Vec::new(),
                     created_ms: at,
                     updated_ms: None,
                 };
@@ -396,6 +397,49 @@ impl Model {
                 }
                 h.status = *status;
                 just(Outcome::Modified)
+            }
+            EventBody::HostTokenAdded {
+                zone,
+                account,
+                fqdn,
+                token_id,
+                hash,
+            } => {
+                let Some(h) = self
+                    .hosts
+                    .get_mut(fqdn)
+                    .filter(|h| h.zone == *zone && h.account == *account)
+                else {
+                    return just(Outcome::NotFound);
+                };
+                if h.tokens.iter().any(|t| t.id == *token_id) {
+                    return just(Outcome::NameTaken);
+                }
+                h.tokens.push(HostToken {
+                    id: token_id.clone(),
+                    hash: hash.clone(),
+                    created_ms: at,
+                });
+                just(Outcome::Created(fqdn.clone()))
+            }
+            EventBody::HostTokenRevoked {
+                zone,
+                account,
+                fqdn,
+                token_id,
+            } => {
+                let Some(h) = self
+                    .hosts
+                    .get_mut(fqdn)
+                    .filter(|h| h.zone == *zone && h.account == *account)
+                else {
+                    return just(Outcome::NotFound);
+                };
+                let Some(at) = h.tokens.iter().position(|t| t.id == *token_id) else {
+                    return just(Outcome::NotFound);
+                };
+                h.tokens.remove(at);
+                just(Outcome::Removed)
             }
             EventBody::HostAbuseChanged {
                 zone,
@@ -678,6 +722,8 @@ fn kind(body: &EventBody) -> &'static str {
         EventBody::HostAddressSet { account: None, .. } => "HostAddressSet by DVR",
         EventBody::HostAddressSet { .. } => "HostAddressSet on portal",
         EventBody::HostStatusChanged { .. } => "HostStatusChanged",
+        EventBody::HostTokenAdded { .. } => "HostTokenAdded",
+        EventBody::HostTokenRevoked { .. } => "HostTokenRevoked",
         EventBody::HostAbuseChanged { account: None, .. } => "HostAbuseChanged by server",
         EventBody::HostAbuseChanged { .. } => "HostAbuseChanged on portal",
     }
@@ -979,7 +1025,27 @@ impl Sim {
                 let Some((fqdn, h)) = picked else {
                     return self.next_event_fallback(id);
                 };
-                // The server marks; the owner (or, refused, another account) clears.
+                // Half the time a token is added or revoked (ids from a small set, so both
+                // collide), else the server marks or the owner (or, refused, another) clears.
+                if self.rng.random_bool(0.5) {
+                    let token_id = format!("t{}", self.rng.random_range(0..3));
+                    let body = match self.rng.random_bool(0.6) {
+                        true => EventBody::HostTokenAdded {
+                            zone: h.zone,
+                            account: h.account,
+                            fqdn,
+                            token_id,
+                            hash: format!("hash{id}"),
+                        },
+                        false => EventBody::HostTokenRevoked {
+                            zone: h.zone,
+                            account: h.account,
+                            fqdn,
+                            token_id,
+                        },
+                    };
+                    return (ev(id, body), "");
+                }
                 let (abusive, account) = match self.rng.random_range(0..4) {
                     0 | 1 => (true, None),
                     2 => (false, Some(h.account)),
@@ -1273,6 +1339,10 @@ fn check_coverage(seen: &BTreeMap<(&'static str, &'static str), usize>) {
         ("HostAddressSet on portal", "NotFound"),
         ("HostStatusChanged", "Modified"),
         ("HostStatusChanged", "NoChange"),
+        ("HostTokenAdded", "Created"),
+        ("HostTokenAdded", "NameTaken"),
+        ("HostTokenRevoked", "Removed"),
+        ("HostTokenRevoked", "NotFound"),
         ("HostAbuseChanged by server", "Modified"),
         ("HostAbuseChanged by server", "NoChange"),
         ("HostAbuseChanged on portal", "Modified"),

@@ -1,4 +1,5 @@
-//! The operator's commands on people: `ddnsd user add|list|remove`, `ddnsd host add|list`.
+//! The operator's commands on people: `ddnsd user add|list|remove`, `ddnsd host
+//! add|list|token`.
 //!
 //! A running server listens on `<data_dir>/admin.sock` (owner-only: whoever can open it can
 //! create accounts): the command sends one JSON request line and prints the one reply line's
@@ -45,6 +46,13 @@ pub enum Request {
     },
     /// `ddnsd host list [--user USER_ID]`.
     HostList { user_id: Option<String> },
+    /// `ddnsd host token FQDN --user USER_ID [--revoke ID]`: a new update token (printed
+    /// once), or revoke one.
+    HostToken {
+        fqdn: String,
+        user_id: String,
+        revoke: Option<String>,
+    },
 }
 
 /// What a command printed, or why it failed.
@@ -226,6 +234,33 @@ async fn run(request: Request, admin: &Admin) -> anyhow::Result<String> {
                 CreateHost::Taken => bail!("{fqdn} is taken"),
                 CreateHost::NoSuchGroup => bail!("the group is not the user's"),
                 CreateHost::NoAccount => bail!("no such user"),
+            }
+        }
+        Request::HostToken {
+            fqdn,
+            user_id,
+            revoke,
+        } => {
+            let id = UserId::parse(&user_id).context("no such user")?;
+            let fqdn = Fqdn::parse(&fqdn).with_context(|| format!("{fqdn:?} is not a name"))?;
+            match revoke {
+                Some(token_id) => match directory.revoke_token(&id, &fqdn, &token_id).await? {
+                    Change::Done => Ok(format!("revoked token {token_id} of {fqdn}")),
+                    Change::NotFound => bail!("{fqdn} of {id} has no token {token_id}"),
+                },
+                None => {
+                    let token = ddns_ingest::new_update_token();
+                    match directory
+                        .add_token(&id, &fqdn, &token.id, &token.hash)
+                        .await?
+                    {
+                        Change::Done => Ok(format!(
+                            "token {} for {fqdn} (shown once): {}",
+                            token.id, token.token
+                        )),
+                        Change::NotFound => bail!("{fqdn} is not a host of {id}"),
+                    }
+                }
             }
         }
         Request::HostList { user_id } => {

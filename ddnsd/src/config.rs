@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use ddns_ingest::{IngestConfig, VendorConfig, VendorKey};
+use ddns_ingest::{IngestConfig, TlsConfig, VendorConfig, VendorKey};
 use ddns_log::KafkaConfig;
 use ddns_portal::PortalConfig;
 use figment::Figment;
@@ -28,6 +28,14 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The device API's address.
     pub http_listen: SocketAddr,
+    /// The device API over HTTPS, beside `http_listen`: on when `[tls]` is set (default
+    /// 127.0.0.1:8443 then), refused without it.
+    #[serde(default)]
+    pub https_listen: Option<SocketAddr>,
+    /// The certificate every TLS listener presents (`[tls] cert_file`, `key_file`); with it the
+    /// portal speaks HTTPS only, on `portal_listen`. Unset (the default): no TLS anywhere.
+    #[serde(default, deserialize_with = "tls_files")]
+    pub tls: Option<TlsConfig>,
     /// The DNS server's address (UDP and TCP).
     pub dns_listen: SocketAddr,
     /// Prometheus metrics (`/metrics`) on this address, if set.
@@ -112,6 +120,38 @@ pub struct KeyFile {
     pub secret_hex: String,
 }
 
+/// `[tls]` as written: both files or neither (flags may give one and the file the other).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct TlsFiles {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+fn tls_files<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsConfig>, D::Error> {
+    match TlsFiles::deserialize(d)? {
+        TlsFiles {
+            cert_file: Some(cert_file),
+            key_file: Some(key_file),
+        } => Ok(Some(TlsConfig {
+            cert_file,
+            key_file,
+        })),
+        TlsFiles {
+            cert_file: None,
+            key_file: None,
+        } => Ok(None),
+        _ => Err(serde::de::Error::custom(
+            "set both tls.cert_file and tls.key_file (--tls-cert, --tls-key), or neither",
+        )),
+    }
+}
+
+/// Where HTTPS listens when `[tls]` is set and `https_listen` is not.
+const HTTPS_LISTEN_DEFAULT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8443);
+
 /// The defaults: everything runs on one machine with no other services.
 #[derive(Serialize)]
 struct Defaults {
@@ -156,11 +196,21 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "TlsFiles::is_empty")]
+    pub tls: TlsFiles,
+}
+
+impl TlsFiles {
+    fn is_empty(&self) -> bool {
+        self.cert_file.is_none() && self.key_file.is_none()
+    }
 }
 
 impl Config {
@@ -183,6 +233,16 @@ impl Config {
         }
         let mut config = config;
         config.portal.listen = config.portal_listen;
+        match (&config.tls, config.https_listen) {
+            (Some(_), None) => config.https_listen = Some(HTTPS_LISTEN_DEFAULT),
+            (None, Some(addr)) => bail!("https_listen = {addr} needs [tls] cert_file and key_file"),
+            _ => {}
+        }
+        // The portal's listener speaks TLS when there is a certificate: its cookie and its
+        // origin check must then be the HTTPS ones.
+        if config.tls.is_some() {
+            config.portal.tls = true;
+        }
         Ok(config)
     }
 

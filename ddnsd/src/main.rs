@@ -42,6 +42,17 @@ enum Command {
         /// Device API address [default: 127.0.0.1:8080].
         #[arg(long)]
         http_listen: Option<SocketAddr>,
+        /// Device API over HTTPS, beside the plain one [default: 127.0.0.1:8443 with a
+        /// certificate, else off].
+        #[arg(long)]
+        https_listen: Option<SocketAddr>,
+        /// Certificate chain (PEM) for every TLS listener; the portal then speaks HTTPS.
+        /// Re-read with the key on SIGHUP [default: no TLS].
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
         /// DNS address, UDP and TCP [default: 127.0.0.1:5353].
         #[arg(long)]
         dns_listen: Option<SocketAddr>,
@@ -134,6 +145,19 @@ enum HostCommand {
         #[arg(long)]
         generate: bool,
     },
+    /// Creates an update token for a host (printed once), or revokes one with --revoke ID.
+    Token {
+        #[command(flatten)]
+        common: Common,
+        /// The host.
+        fqdn: String,
+        /// The owner's user ID.
+        #[arg(long)]
+        user: String,
+        /// Revoke the token with this id instead.
+        #[arg(long)]
+        revoke: Option<String>,
+    },
     /// Lists hosts: every account's, or one's.
     List {
         #[command(flatten)]
@@ -175,6 +199,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             common,
             http_listen,
+            https_listen,
+            tls_cert,
+            tls_key,
             dns_listen,
             metrics_listen,
             portal_listen,
@@ -184,9 +211,14 @@ fn main() -> anyhow::Result<()> {
                 data_dir: common.data_dir,
                 role,
                 http_listen,
+                https_listen,
                 dns_listen,
                 metrics_listen,
                 portal_listen,
+                tls: config::TlsFiles {
+                    cert_file: tls_cert,
+                    key_file: tls_key,
+                },
             };
             let config = Config::load(common.config.as_deref(), &overrides)?;
             tokio::runtime::Builder::new_multi_thread()
@@ -293,6 +325,19 @@ fn main() -> anyhow::Result<()> {
                 HostCommand::List { common, user } => {
                     (common, admin::Request::HostList { user_id: user })
                 }
+                HostCommand::Token {
+                    common,
+                    fqdn,
+                    user,
+                    revoke,
+                } => (
+                    common,
+                    admin::Request::HostToken {
+                        fqdn,
+                        user_id: user,
+                        revoke,
+                    },
+                ),
             };
             administer(common, request)
         }

@@ -1,5 +1,9 @@
 //! `ddnsd serve`: wires the log, the projector, the device API, the portal, the admin socket
 //! and DNS together, as the role says.
+//!
+//! With `[tls]`, one [`TlsCertificate`] serves every TLS listener (the device API's HTTPS
+//! listener beside its plain one, and the portal, which then speaks only HTTPS), and SIGHUP
+//! re-reads its files without touching open connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +12,11 @@ use std::time::Duration;
 use anyhow::Context;
 use ddns_core::{Fqdn, LiveZone, ZoneApex};
 use ddns_dns::DnsServer;
-use ddns_ingest::{DeviceApi, PasswordHasher};
+use ddns_ingest::{DeviceApi, PasswordHasher, TlsCertificate};
 use ddns_log::EventLog;
 use ddns_portal::{LogDirectory, Portal, Prober};
 use ddns_projector::{Committer, Projector, ProjectorView};
+use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::Config;
@@ -21,6 +26,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let vendors = config.vendors_with_keys()?;
+    // A certificate that does not load stops the start: better than serving without HTTPS.
+    let tls = match &config.tls {
+        Some(files) => Some(TlsCertificate::load(files.clone()).with_context(|| {
+            format!("loading the TLS certificate {}", files.cert_file.display())
+        })?),
+        None => None,
+    };
+    reload_on_sighup(tls.clone())?;
+    let acceptor = match &tls {
+        Some(tls) => Some(tls.http_acceptor()?),
+        None => None,
+    };
     let zone = Arc::new(LiveZone::new(apexes(&config)?));
 
     let log = eventlog::open(&config).await?;
@@ -53,13 +70,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let hasher = Arc::new(PasswordHasher::new());
     let http = match config.role.serves_http() {
         true => Some(
-            serve_device_api(&config, &vendors, log.clone(), view.clone(), hasher.clone()).await?,
+            serve_device_api(
+                &config,
+                &vendors,
+                log.clone(),
+                view.clone(),
+                hasher.clone(),
+                acceptor.clone(),
+            )
+            .await?,
         ),
         false => None,
     };
     let directory = serve_directory(&config, log.clone(), view.clone(), hasher.clone()).await?;
     let portal = match config.role.serves_http() {
-        true => Some(serve_portal(&config, directory, hasher).await?),
+        true => Some(serve_portal(&config, directory, hasher, acceptor).await?),
         false => None,
     };
     let metrics_addr = match config.metrics_listen {
@@ -69,8 +94,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // One line that names the bound addresses: scripts and tests wait for it.
     let mut bound = String::new();
-    if let Some((addr, _)) = &http {
-        bound.push_str(&format!(" http={addr}"));
+    if let Some(http) = &http {
+        bound.push_str(&format!(" http={}", http.addr));
+        if let Some(addr) = http.tls_addr {
+            bound.push_str(&format!(" https={addr}"));
+        }
     }
     if let Some(dns) = &dns {
         bound.push_str(&format!(" dns={}", dns.local_addr()));
@@ -81,8 +109,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), replayed = view.stats().records_read, "ddnsd ready:{bound}");
 
     let result = match http {
-        Some((_, mut http_task)) => tokio::select! {
-            served = &mut http_task => served.context("HTTP task").and_then(|r| r.context("HTTP server")),
+        Some(mut http) => tokio::select! {
+            served = &mut http.task => served.context("HTTP task").and_then(|r| r.context("HTTP server")),
             stopped = &mut projector_task => Err(projector_stopped(stopped)),
         },
         None => tokio::select! {
@@ -97,21 +125,42 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-type HttpTask = tokio::task::JoinHandle<std::io::Result<()>>;
+/// The device API's listeners, served by one task.
+struct DeviceListeners {
+    addr: SocketAddr,
+    /// Its HTTPS listener, when `[tls]` is set.
+    tls_addr: Option<SocketAddr>,
+    /// Ends when both listeners have stopped.
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
 
-/// Binds the device API and serves it until a shutdown signal; prunes its caches every minute.
+/// Binds the device API (and its HTTPS listener, with `tls`) and serves it until a shutdown
+/// signal; prunes its caches every minute.
 async fn serve_device_api(
     config: &Config,
     vendors: &[ddns_ingest::VendorConfig],
     log: Arc<dyn EventLog>,
     view: ProjectorView,
     hasher: Arc<PasswordHasher>,
-) -> anyhow::Result<(SocketAddr, HttpTask)> {
+    tls: Option<TlsAcceptor>,
+) -> anyhow::Result<DeviceListeners> {
     let api = DeviceApi::new(&config.ingest, vendors, log, view)?.with_password_hasher(hasher);
     let api = Arc::new(api);
     let listener = listen(config.http_listen)
         .with_context(|| format!("binding HTTP on {}", config.http_listen))?;
     let addr = listener.local_addr()?;
+    let tls_listener = match (tls, config.https_listen) {
+        (Some(tls), Some(https_addr)) => {
+            let listener =
+                listen(https_addr).with_context(|| format!("binding HTTPS on {https_addr}"))?;
+            Some((listener, tls))
+        }
+        _ => None,
+    };
+    let tls_addr = match &tls_listener {
+        Some((listener, _)) => Some(listener.local_addr()?),
+        None => None,
+    };
     let pruner = api.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -125,8 +174,47 @@ async fn serve_device_api(
     });
     // The device API's own HTTP/1.1 server (ingest/src/http.rs), not axum's: a fraction of
     // the CPU per request.
-    let task = tokio::spawn(api.serve(listener, shutdown_signal()));
-    Ok((addr, task))
+    let plain = api.clone().serve(listener, shutdown_signal());
+    let task = tokio::spawn(async move {
+        match tls_listener {
+            None => plain.await,
+            Some((listener, tls)) => {
+                let (plain, tls) =
+                    tokio::join!(plain, api.serve_tls(listener, tls, shutdown_signal()));
+                plain.and(tls)
+            }
+        }
+    });
+    Ok(DeviceListeners {
+        addr,
+        tls_addr,
+        task,
+    })
+}
+
+/// Re-reads the certificate on SIGHUP (`systemctl reload`); a pair that does not load is
+/// logged and the one in use stays. Installed with or without TLS, so that a SIGHUP never
+/// ends the server.
+fn reload_on_sighup(tls: Option<Arc<TlsCertificate>>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: no [tls] set, nothing to reload");
+                continue;
+            };
+            let cert_file = tls.config().cert_file.display();
+            match tls.reload() {
+                Ok(()) => tracing::info!(%cert_file, "SIGHUP: reloaded the TLS certificate"),
+                Err(error) => tracing::error!(
+                    %error,
+                    "SIGHUP: the TLS certificate did not load; keeping the one in use"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The directory of accounts and hosts, with the admin socket serving it (on every role:
@@ -163,13 +251,18 @@ async fn serve_portal(
     config: &Config,
     directory: Arc<LogDirectory>,
     hasher: Arc<PasswordHasher>,
+    tls: Option<TlsAcceptor>,
 ) -> anyhow::Result<SocketAddr> {
     let portal = Portal::new(config.portal_config()?, directory)?.with_password_hasher(hasher);
     let listener = listen(config.portal_listen)
         .with_context(|| format!("binding the portal on {}", config.portal_listen))?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(error) = portal.serve(listener, shutdown_signal()).await {
+        let served = match tls {
+            Some(tls) => portal.serve_tls(listener, tls, shutdown_signal()).await,
+            None => portal.serve(listener, shutdown_signal()).await,
+        };
+        if let Err(error) = served {
             tracing::error!(%error, "the portal stopped");
         }
     });

@@ -20,6 +20,10 @@
 //!   for [`IDLE_TIMEOUT`] between requests is closed.
 //! - Shutdown: stop accepting, answer what is in progress (with `connection: close`), close
 //!   idle connections, and return once every connection is closed.
+//!
+//! Over TLS ([`DeviceApi::serve_tls`]) the same code runs on the decrypted stream: the
+//! handshake (within [`crate::HANDSHAKE_TIMEOUT`]) runs in the connection's own task, so a
+//! slow client holds up no other, and a connection ends with a `close_notify`.
 
 use std::future::Future;
 use std::io;
@@ -28,11 +32,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::device_api::{Answer, DeviceApi, Head, Route};
 
@@ -59,6 +64,26 @@ impl DeviceApi {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// [`DeviceApi::serve`] over TLS: every connection accepted on `listener` is a TLS
+    /// handshake with `tls` first (see [`crate::TlsCertificate::http_acceptor`]).
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: TlsAcceptor,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        self.serve_with(listener, Some(tls), shutdown).await
+    }
+
+    async fn serve_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -69,7 +94,13 @@ impl DeviceApi {
                     Ok((stream, peer)) => {
                         // Replies are single writes: never hold one back for an ACK.
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(connection(self.clone(), stream, peer, stopped.clone()));
+                        let (api, stopped) = (self.clone(), stopped.clone());
+                        match tls.clone() {
+                            None => connections.spawn(connection(api, stream, peer, stopped)),
+                            Some(tls) => {
+                                connections.spawn(tls_connection(api, tls, stream, peer, stopped))
+                            }
+                        };
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed");
@@ -107,13 +138,38 @@ struct Framing {
 /// What went wrong with a request's framing: answered with this status, then closed.
 struct Refused(StatusCode);
 
-/// Serves one connection until it closes, fails, or the server stops.
-async fn connection(
+/// Handshakes, then serves the connection as [`connection`] does, then sends `close_notify`.
+async fn tls_connection(
     api: Arc<DeviceApi>,
-    mut stream: TcpStream,
+    tls: TlsAcceptor,
+    stream: tokio::net::TcpStream,
     peer: SocketAddr,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut stream = tokio::select! {
+        accepted = crate::tls::accept_tls(&tls, stream) => match accepted {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "TLS handshake failed");
+                return;
+            }
+        },
+        _ = stopped.changed() => return,
+    };
+    connection(api, &mut stream, peer, stopped).await;
+    // The alert is one small write: a peer that does not read it cannot hold the task long.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// Serves one connection until it closes, fails, or the server stops.
+async fn connection<S>(
+    api: Arc<DeviceApi>,
+    mut stream: S,
+    peer: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     loop {
@@ -143,7 +199,7 @@ async fn connection(
                         let answer = answer(&api, &request, peer).await;
                         out.clear();
                         write_answer(&mut out, &answer, &framing, keep_alive);
-                        if stream.write_all(&out).await.is_err() || !keep_alive {
+                        if write_out(&mut stream, &out).await.is_err() || !keep_alive {
                             return;
                         }
                         break head_len + framing.body_len;
@@ -163,7 +219,7 @@ async fn connection(
             if let Some(Refused(status)) = refused {
                 out.clear();
                 write_refusal(&mut out, status);
-                let _ = stream.write_all(&out).await;
+                let _ = write_out(&mut stream, &out).await;
                 return;
             }
             match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
@@ -173,6 +229,12 @@ async fn connection(
         };
         buf.drain(..consumed);
     }
+}
+
+/// Writes `out` and flushes it (a no-op on TCP; over TLS it sends the records).
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await
 }
 
 /// The framing of a parsed request, or why it cannot be served.

@@ -13,20 +13,27 @@
 //!   host-password guesses.
 //! - [`PasswordHasher`], [`VerifiedPasswords`]: argon2id for people's passwords (bounded runs),
 //!   and the memory that checks a DVR's repeated host password in microseconds.
+//! - [`TlsCertificate`]: the one certificate every TLS listener presents (the device API's
+//!   [`DeviceApi::serve_tls`], the portal's), from [`TlsConfig`], reloadable.
 
 mod device_api;
 mod flood;
 mod http;
 mod secret;
 mod source;
+mod tls;
 mod token;
 
 pub use device_api::{DeviceApi, IngestConfig, IngestError, VendorConfig};
 pub use http::IDLE_TIMEOUT;
 pub use source::{Cidr, CidrError, client_addr};
+pub use tls::{HANDSHAKE_TIMEOUT, TlsCertificate, TlsConfig, TlsError, accept_tls};
 
 pub use flood::{FloodConfig, FloodGuard};
-pub use secret::{HashError, PasswordHasher, VerifiedPasswords, generate_host_password};
+pub use secret::{
+    HashError, PasswordHasher, UpdateToken, VerifiedPasswords, generate_host_password,
+    new_update_token, token_matches,
+};
 pub use token::{
     Credential, FUTURE_SKEW_SECS, KeyError, MAC_LEN_MAX, REPLAY_CACHE_MAX, TOKEN_LEN_MAX,
     TokenBook, TokenError, VendorCredentials, VendorKey,

@@ -139,6 +139,65 @@ pub fn generate_host_password() -> String {
     out
 }
 
+/// A new update token: the secret (shown to its owner once), its public id, and what is stored.
+#[derive(Clone, Debug)]
+pub struct UpdateToken {
+    /// The secret: 128 random bits as 26 lowercase base32 characters.
+    pub token: String,
+    /// Its public id (8 hex digits), to list and revoke it by.
+    pub id: String,
+    /// `SALT:HASH`, hex: a BLAKE2b-256 of the token keyed with a random 128-bit salt. A token
+    /// is random, so a fast keyed hash is enough (nothing to guess from it) and checking one
+    /// costs a microsecond, not an argon2 run.
+    pub hash: String,
+}
+
+/// Makes a new update token.
+pub fn new_update_token() -> UpdateToken {
+    let token = generate_host_password();
+    let salt: [u8; 16] = rand::random();
+    let id: [u8; 4] = rand::random();
+    UpdateToken {
+        hash: format!("{}:{}", hex(&salt), hex(&token_mac(&salt, &token))),
+        id: hex(&id),
+        token,
+    }
+}
+
+/// True if `presented` is the token whose stored form is `stored` (`SALT:HASH`).
+pub fn token_matches(stored: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some((salt, hash)) = stored.split_once(':') else {
+        return false;
+    };
+    let (Some(salt), Some(hash)) = (unhex(salt), unhex(hash)) else {
+        return false;
+    };
+    bool::from(token_mac(&salt, presented)[..].ct_eq(&hash[..]))
+}
+
+fn token_mac(salt: &[u8], token: &str) -> [u8; 32] {
+    use blake2::digest::{KeyInit, Mac};
+    let mut mac = blake2::Blake2bMac::<blake2::digest::consts::U32>::new_from_slice(salt)
+        .expect("a 16-byte key is valid");
+    mac.update(token.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
 /// The host passwords verified lately, one per host, remembered as a keyed hash (BLAKE2b with
 /// a key of this process's) of the host, its stored hash and the password: a DVR's next update
 /// with the same password is checked by one keyed hash and a compare, and a changed host
@@ -264,6 +323,21 @@ mod tests {
             Ok(true)
         );
         assert!(verified.remembers("h.example", &new_hash, "xyz"));
+    }
+
+    #[test]
+    fn an_update_token_matches_its_stored_form_only() {
+        let a = new_update_token();
+        let b = new_update_token();
+        assert_eq!((a.token.len(), a.id.len()), (26, 8));
+        assert!(token_matches(&a.hash, &a.token));
+        assert!(!token_matches(&a.hash, &b.token));
+        assert!(!token_matches(&b.hash, &a.token));
+        assert!(!token_matches(&a.hash, ""));
+        for broken in ["", "nocolon", "zz:zz", "00:", ":00"] {
+            assert!(!token_matches(broken, &a.token), "{broken:?}");
+        }
+        assert!(!a.hash.contains(&a.token), "the secret is not stored");
     }
 
     #[test]

@@ -209,3 +209,24 @@ async fn the_default_hasher_is_owasps_argon2id() {
         "{hash}"
     );
 }
+
+#[tokio::test]
+async fn an_update_token_works_as_the_password_until_revoked() {
+    let h = harness_with(lenient(), Arc::new(MemLog::new(2))).await;
+    with_host(&h, "abc").await;
+    let token = add_token(&h, HOST, 900).await;
+    let uri = |ip: &str| format!("/dvr/update?host={HOST}&pw={}&ip={ip}", token.token);
+    assert_eq!(h.get(&uri("192.0.2.50")).await, "ACT");
+    assert_eq!(
+        h.view.zone().get(HOST).and_then(|a| a.v4),
+        Some("192.0.2.50".parse().expect("valid"))
+    );
+    // The password still works beside it.
+    assert_eq!(
+        h.get(&format!("/dvr/update?host={HOST}&pw=abc&ip=192.0.2.51"))
+            .await,
+        "ACT"
+    );
+    revoke_token(&h, HOST, &token.id, 901).await;
+    assert_eq!(h.get(&uri("192.0.2.52")).await, "ERR 0x80008002");
+}

@@ -270,3 +270,28 @@ async fn an_append_that_fails_is_dnserr_and_acknowledges_nothing() {
     assert_eq!(h.get_with(uri, &[UA, BRIAN]).await.1, "dnserr\n");
     assert!(addrs(&h, "dvr.dyn.example").is_none());
 }
+
+#[tokio::test]
+async fn a_hosts_update_token_is_its_password_for_that_host_only() {
+    let h = harness_with_hosts(100).await;
+    let token = add_token(&h, "dvr.dyn.example", 900).await;
+    let uri = format!(
+        "/nic/update?hostname=dvr.dyn.example,cam.brian.dyn.example&myip=192.0.2.60\
+         &user=dvr.dyn.example&pass={}",
+        token.token
+    );
+    assert_eq!(h.get_with(&uri, &[UA]).await.1, "good 192.0.2.60\nnohost\n");
+    // Not an account's password, nor another host's.
+    let as_account = format!(
+        "/nic/update?hostname=dvr.dyn.example&user=brian&pass={}",
+        token.token
+    );
+    assert_eq!(h.get_with(&as_account, &[UA]).await.1, "badauth\n");
+    let other = format!(
+        "/nic/update?hostname=cam.brian.dyn.example&user=cam.brian.dyn.example&pass={}",
+        token.token
+    );
+    assert_eq!(h.get_with(&other, &[UA]).await.1, "badauth\n");
+    revoke_token(&h, "dvr.dyn.example", &token.id, 901).await;
+    assert_eq!(h.get_with(&uri, &[UA]).await.1, "badauth\nbadauth\n");
+}

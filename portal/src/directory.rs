@@ -89,6 +89,23 @@ pub trait Directory: Send + Sync + 'static {
     /// Clears the abuse mark of the host `fqdn` of `user_id` (its dyndns2 client sent too many
     /// updates that changed nothing).
     async fn clear_abuse(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError>;
+
+    /// Adds an update token (its public id and stored hash) to the host `fqdn` of `user_id`.
+    async fn add_token(
+        &self,
+        user_id: &UserId,
+        fqdn: &Fqdn,
+        token_id: &str,
+        hash: &str,
+    ) -> Result<Change, DirectoryError>;
+
+    /// Revokes the update token `token_id` of the host `fqdn` of `user_id`.
+    async fn revoke_token(
+        &self,
+        user_id: &UserId,
+        fqdn: &Fqdn,
+        token_id: &str,
+    ) -> Result<Change, DirectoryError>;
 }
 
 /// The directory could not answer; nothing was acknowledged.
@@ -256,6 +273,8 @@ pub struct HostView {
     pub port: Option<u16>,
     /// Marked abusive: its dyndns2 updates are answered `abuse` until the owner clears it.
     pub abusive: bool,
+    /// Its update tokens: (public id, created ms), oldest first.
+    pub tokens: Vec<(String, u64)>,
 }
 
 /// Changes to a host from its edit page; `None` fields are left as they are.

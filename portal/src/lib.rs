@@ -6,7 +6,8 @@
 //! outcome the fold gave it, and every page reads the fold's projection through it.
 //!
 //! - [`Portal`]: the routes and handlers, built from a [`PortalConfig`] and a [`Directory`];
-//!   [`Portal::router`] for tests and embedding, [`Portal::serve`] on a listener.
+//!   [`Portal::router`] for tests and embedding, [`Portal::serve`] on a listener
+//!   ([`Portal::serve_tls`] over HTTPS).
 //! - [`Directory`]: the seam to the log and the fold, with its plain-data inputs and outputs
 //!   ([`UserId`], [`NewAccount`], [`HostView`], …) and [`DirectoryError`]; [`LogDirectory`],
 //!   the one the server runs: events through a `Committer`, reads from the fold.

@@ -77,6 +77,20 @@ impl LogDirectory {
         Ok(self.committer.view().with_state(f))
     }
 
+    /// The account and zone of the host `fqdn`, if it is `user_id`'s.
+    async fn owned_host(
+        &self,
+        user_id: &UserId,
+        fqdn: &Fqdn,
+    ) -> Result<Option<(AccountId, Fqdn)>, DirectoryError> {
+        self.read(|state| {
+            let account = state.account(user_id.as_str())?;
+            let host = state.account_host(fqdn)?;
+            (host.account == account.id).then(|| (account.id, host.zone.clone()))
+        })
+        .await
+    }
+
     async fn account_id(&self, user_id: &UserId) -> Result<Option<AccountId>, DirectoryError> {
         self.read(|state| state.account(user_id.as_str()).map(|a| a.id))
             .await
@@ -108,6 +122,11 @@ fn host_view(fqdn: &Fqdn, host: &ddns_core::Host) -> HostView {
         updated_ms: host.updated_ms,
         port: host.port,
         abusive: host.abusive,
+        tokens: host
+            .tokens
+            .iter()
+            .map(|t| (t.id.clone(), t.created_ms))
+            .collect(),
     }
 }
 
@@ -352,14 +371,7 @@ impl Directory for LogDirectory {
     }
 
     async fn remove_host(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError> {
-        let found = self
-            .read(|state| {
-                let account = state.account(user_id.as_str())?;
-                let host = state.account_host(fqdn)?;
-                (host.account == account.id).then(|| (account.id, host.zone.clone()))
-            })
-            .await?;
-        let Some((account, zone)) = found else {
+        let Some((account, zone)) = self.owned_host(user_id, fqdn).await? else {
             return Ok(Change::NotFound);
         };
         let body = EventBody::HostRemoved {
@@ -374,15 +386,54 @@ impl Directory for LogDirectory {
         }
     }
 
+    async fn add_token(
+        &self,
+        user_id: &UserId,
+        fqdn: &Fqdn,
+        token_id: &str,
+        hash: &str,
+    ) -> Result<Change, DirectoryError> {
+        let Some((account, zone)) = self.owned_host(user_id, fqdn).await? else {
+            return Ok(Change::NotFound);
+        };
+        let body = EventBody::HostTokenAdded {
+            zone,
+            account,
+            fqdn: fqdn.clone(),
+            token_id: token_id.into(),
+            hash: hash.into(),
+        };
+        match self.commit(body).await? {
+            Outcome::Created(_) => Ok(Change::Done),
+            Outcome::NotFound => Ok(Change::NotFound),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn revoke_token(
+        &self,
+        user_id: &UserId,
+        fqdn: &Fqdn,
+        token_id: &str,
+    ) -> Result<Change, DirectoryError> {
+        let Some((account, zone)) = self.owned_host(user_id, fqdn).await? else {
+            return Ok(Change::NotFound);
+        };
+        let body = EventBody::HostTokenRevoked {
+            zone,
+            account,
+            fqdn: fqdn.clone(),
+            token_id: token_id.into(),
+        };
+        match self.commit(body).await? {
+            Outcome::Removed => Ok(Change::Done),
+            Outcome::NotFound => Ok(Change::NotFound),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn clear_abuse(&self, user_id: &UserId, fqdn: &Fqdn) -> Result<Change, DirectoryError> {
-        let found = self
-            .read(|state| {
-                let account = state.account(user_id.as_str())?;
-                let host = state.account_host(fqdn)?;
-                (host.account == account.id).then(|| (account.id, host.zone.clone()))
-            })
-            .await?;
-        let Some((account, zone)) = found else {
+        let Some((account, zone)) = self.owned_host(user_id, fqdn).await? else {
             return Ok(Change::NotFound);
         };
         let body = EventBody::HostAbuseChanged {

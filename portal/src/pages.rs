@@ -102,6 +102,10 @@ pub(crate) struct EditHost {
     pub error: Option<String>,
     pub row: HostRow,
     pub port_value: String,
+    /// The host's update tokens: (public id, created time).
+    pub tokens: Vec<(String, String)>,
+    /// A token just created, shown this once.
+    pub new_token: Option<String>,
 }
 
 #[derive(Template)]

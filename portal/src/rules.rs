@@ -70,6 +70,8 @@ pub(crate) mod msg {
     pub const IP_INVALID: &str = "IP address is not valid.";
     /// The host was changed (the seed's popup).
     pub const HOST_CHANGED: &str = "YOUR HOST IS SUCCESSFULLY CHANGED!!";
+    /// A host has as many update tokens as it may.
+    pub const TOKENS_FULL: &str = "This host has 10 update tokens: revoke one first.";
     /// The password was changed.
     pub const PASSWORD_CHANGED: &str =
         "Your password was changed. Other sessions of your account were signed out.";

@@ -1168,6 +1168,55 @@ async fn an_abusive_host_is_shown_and_only_its_owner_clears_the_mark() {
 }
 
 #[tokio::test]
+async fn update_tokens_are_shown_once_stored_hashed_and_revoked_by_their_owner() {
+    let (router, backend) = app().await;
+    let mut alice = Browser::user(&router, "alice1").await;
+    alice
+        .post("/hosts", &[("host", "cam1"), ("host_password", "abc")])
+        .await;
+    let page = alice.post("/hosts/cam1.dyn.example/tokens", &[]).await;
+    page.status(StatusCode::OK).has("id=\"new-token\"");
+    let token = page
+        .body
+        .split("id=\"new-token\"><code>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token is shown")
+        .to_owned();
+    assert_eq!(token.len(), 26);
+    let stored = backend.view.with_state(|s| {
+        s.account_host(&fqdn("cam1.dyn.example"))
+            .expect("exists")
+            .tokens
+            .clone()
+    });
+    assert_eq!(stored.len(), 1);
+    assert!(ddns_ingest::token_matches(&stored[0].hash, &token));
+    assert!(!stored[0].hash.contains(&token), "stored only as a hash");
+    // Shown once: the edit page lists its id, not the secret.
+    alice
+        .get("/hosts/cam1.dyn.example/edit")
+        .await
+        .has(&stored[0].id)
+        .lacks(&token);
+    // Another user can neither add nor revoke.
+    let mut bob = Browser::user(&router, "bobby1").await;
+    bob.post("/hosts/cam1.dyn.example/tokens", &[])
+        .await
+        .status(StatusCode::NOT_FOUND);
+    let revoke = format!("/hosts/cam1.dyn.example/tokens/{}/revoke", stored[0].id);
+    bob.post(&revoke, &[]).await.status(StatusCode::NOT_FOUND);
+    alice.post(&revoke, &[]).await.status(StatusCode::SEE_OTHER);
+    let left = backend.view.with_state(|s| {
+        s.account_host(&fqdn("cam1.dyn.example"))
+            .expect("exists")
+            .tokens
+            .len()
+    });
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
 async fn editing_and_removing_ones_own_host() {
     let (router, backend) = app().await;
     let mut alice = Browser::user(&router, "alice1").await;

@@ -16,13 +16,15 @@
 //! kind 14 HostAddressSet:         str zone, str fqdn, ip addr, opt id account
 //! kind 15 HostStatusChanged:      str zone, str fqdn, status
 //! kind 16 HostAbuseChanged:       str zone, str fqdn, u8 abusive (0 or 1), opt id account
+//! kind 17 HostTokenAdded:         str zone, id account, str fqdn, str token_id, str hash
+//! kind 18 HostTokenRevoked:       str zone, id account, str fqdn, str token_id
 //! ```
 //!
 //! A snapshot entry's key is a kind byte and its identity; its value is a version byte (1), and
 //! for an account `id, str user_id, str email, str password_hash, u64 created_ms`; for a group
 //! `str zone, id account, u64 created_ms`; for a host `str zone, id account, opt str group,
 //! str password_hash, opt u16 port, opt v4, opt v6, status, u8 abusive, u64 created_ms,
-//! opt u64 updated_ms`;
+//! opt u64 updated_ms, u16 token count, (str id, str hash, u64 created_ms) per token`;
 //! for a removal or a release, nothing more.
 //!
 //! ```text
@@ -34,7 +36,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{DecodeError, EncodeError, Reader, put_ip, put_str};
 use crate::event::{AccountId, EventBody, HostStatus};
-use crate::fold::{Account, Group, Host, PeopleEntry, PeopleKey};
+use crate::fold::{Account, Group, Host, HostToken, PeopleEntry, PeopleKey};
 use crate::names::{Fqdn, Label};
 
 const KIND_ACCOUNT_CREATED: u8 = 5;
@@ -49,6 +51,8 @@ const KIND_HOST_REMOVED: u8 = 13;
 const KIND_HOST_ADDRESS_SET: u8 = 14;
 const KIND_HOST_STATUS_CHANGED: u8 = 15;
 const KIND_HOST_ABUSE_CHANGED: u8 = 16;
+const KIND_HOST_TOKEN_ADDED: u8 = 17;
+const KIND_HOST_TOKEN_REVOKED: u8 = 18;
 
 const ENTRY_VERSION: u8 = 1;
 const KEY_ACCOUNT: u8 = 1;
@@ -58,7 +62,7 @@ const KEY_HOST: u8 = 4;
 const KEY_RELEASED: u8 = 5;
 
 pub(super) fn is_kind(kind: u8) -> bool {
-    (KIND_ACCOUNT_CREATED..=KIND_HOST_ABUSE_CHANGED).contains(&kind)
+    (KIND_ACCOUNT_CREATED..=KIND_HOST_TOKEN_REVOKED).contains(&kind)
 }
 
 pub(super) fn kind_of(body: &EventBody) -> u8 {
@@ -75,6 +79,8 @@ pub(super) fn kind_of(body: &EventBody) -> u8 {
         EventBody::HostAddressSet { .. } => KIND_HOST_ADDRESS_SET,
         EventBody::HostStatusChanged { .. } => KIND_HOST_STATUS_CHANGED,
         EventBody::HostAbuseChanged { .. } => KIND_HOST_ABUSE_CHANGED,
+        EventBody::HostTokenAdded { .. } => KIND_HOST_TOKEN_ADDED,
+        EventBody::HostTokenRevoked { .. } => KIND_HOST_TOKEN_REVOKED,
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
         | EventBody::DeviceRemove { .. }
@@ -183,6 +189,30 @@ pub(super) fn put_body(out: &mut Vec<u8>, body: &EventBody) -> Result<(), Encode
             out.push(u8::from(*abusive));
             put_opt_id(out, *account);
         }
+        EventBody::HostTokenAdded {
+            zone,
+            account,
+            fqdn,
+            token_id,
+            hash,
+        } => {
+            put_str(out, zone.as_str(), "zone")?;
+            put_id(out, *account);
+            put_str(out, fqdn.as_str(), "fqdn")?;
+            put_str(out, token_id, "token id")?;
+            put_str(out, hash, "token hash")?;
+        }
+        EventBody::HostTokenRevoked {
+            zone,
+            account,
+            fqdn,
+            token_id,
+        } => {
+            put_str(out, zone.as_str(), "zone")?;
+            put_id(out, *account);
+            put_str(out, fqdn.as_str(), "fqdn")?;
+            put_str(out, token_id, "token id")?;
+        }
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
         | EventBody::DeviceRemove { .. }
@@ -253,6 +283,19 @@ pub(super) fn body(kind: u8, r: &mut Reader<'_>) -> Result<EventBody, DecodeErro
             fqdn: r.fqdn()?,
             abusive: r.flag()?,
             account: r.opt(Reader::id)?,
+        },
+        KIND_HOST_TOKEN_ADDED => EventBody::HostTokenAdded {
+            zone: r.fqdn()?,
+            account: r.id()?,
+            fqdn: r.fqdn()?,
+            token_id: r.str()?.into(),
+            hash: r.str()?.into(),
+        },
+        KIND_HOST_TOKEN_REVOKED => EventBody::HostTokenRevoked {
+            zone: r.fqdn()?,
+            account: r.id()?,
+            fqdn: r.fqdn()?,
+            token_id: r.str()?.into(),
         },
         other => return Err(DecodeError::UnknownKind(other)),
     })
@@ -361,6 +404,14 @@ pub fn encode_people_entry(entry: &PeopleEntry) -> Result<Vec<u8>, EncodeError> 
                 }
                 None => out.push(0),
             }
+            let count =
+                u16::try_from(host.tokens.len()).map_err(|_| EncodeError::TooLong("tokens"))?;
+            out.extend_from_slice(&count.to_be_bytes());
+            for token in &host.tokens {
+                put_str(&mut out, &token.id, "token id")?;
+                put_str(&mut out, &token.hash, "token hash")?;
+                out.extend_from_slice(&token.created_ms.to_be_bytes());
+            }
         }
         PeopleEntry::Removed | PeopleEntry::Released => {}
     }
@@ -399,6 +450,18 @@ pub fn decode_people_entry(key: &PeopleKey, bytes: &[u8]) -> Result<PeopleEntry,
             abusive: r.flag()?,
             created_ms: u64::from_be_bytes(r.array()?),
             updated_ms: r.opt(|r| Ok(u64::from_be_bytes(r.array()?)))?,
+            tokens: {
+                let count = u16::from_be_bytes(r.array()?);
+                (0..count)
+                    .map(|_| {
+                        Ok(HostToken {
+                            id: r.str()?.into(),
+                            hash: r.str()?.into(),
+                            created_ms: u64::from_be_bytes(r.array()?),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?
+            },
         }),
         PeopleKey::Removed(_) => PeopleEntry::Removed,
         PeopleKey::Released(..) => PeopleEntry::Released,

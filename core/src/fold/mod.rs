@@ -37,7 +37,7 @@ use hashbrown::HashTable;
 
 use self::interner::Interner;
 use self::people::People;
-pub use self::people::{Account, Group, Host, PeopleEntry, PeopleKey};
+pub use self::people::{Account, Group, Host, HostToken, PeopleEntry, PeopleKey};
 use self::record::{ALIGN, Head, MAC_TEXT_MAX, Mac, Record};
 pub use self::view::{DeviceRef, FieldsRef, NameRef};
 use crate::event::{AccountId, DeviceId, Event, EventBody, Fields, IMPORT_VENDOR};

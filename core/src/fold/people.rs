@@ -70,10 +70,23 @@ pub struct Host {
     pub status: HostStatus,
     /// Marked abusive: its updates are answered `abuse` until its owner clears the mark.
     pub abusive: bool,
+    /// Its update tokens, oldest first.
+    pub tokens: Vec<HostToken>,
     /// When it was created.
     pub created_ms: u64,
     /// When its device last changed it (none before the first update).
     pub updated_ms: Option<u64>,
+}
+
+/// An update token of a host: a random secret, kept only as a keyed hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostToken {
+    /// Its public id.
+    pub id: String,
+    /// Its keyed hash.
+    pub hash: String,
+    /// When it was created.
+    pub created_ms: u64,
 }
 
 impl Host {
@@ -401,6 +414,7 @@ impl People {
                         v6: None,
                         status: HostStatus::Standby,
                         abusive: false,
+                        tokens: Vec::new(),
                         created_ms: at_ms,
                         updated_ms: None,
                     },
@@ -495,6 +509,47 @@ impl People {
                 host.status = *status;
                 touched(
                     unchanged(Outcome::Modified),
+                    vec![PeopleKey::Host(fqdn.clone())],
+                )
+            }
+            EventBody::HostTokenAdded {
+                zone,
+                account,
+                fqdn,
+                token_id,
+                hash,
+            } => {
+                let Some(host) = self.hosts.get_mut(fqdn).filter(|h| h.owned(zone, account)) else {
+                    return nothing(Outcome::NotFound);
+                };
+                if host.tokens.iter().any(|t| t.id == *token_id) {
+                    return nothing(Outcome::NameTaken);
+                }
+                host.tokens.push(HostToken {
+                    id: token_id.clone(),
+                    hash: hash.clone(),
+                    created_ms: at_ms,
+                });
+                touched(
+                    unchanged(Outcome::Created(fqdn.clone())),
+                    vec![PeopleKey::Host(fqdn.clone())],
+                )
+            }
+            EventBody::HostTokenRevoked {
+                zone,
+                account,
+                fqdn,
+                token_id,
+            } => {
+                let Some(host) = self.hosts.get_mut(fqdn).filter(|h| h.owned(zone, account)) else {
+                    return nothing(Outcome::NotFound);
+                };
+                let Some(at) = host.tokens.iter().position(|t| t.id == *token_id) else {
+                    return nothing(Outcome::NotFound);
+                };
+                host.tokens.remove(at);
+                touched(
+                    unchanged(Outcome::Removed),
                     vec![PeopleKey::Host(fqdn.clone())],
                 )
             }

@@ -147,6 +147,11 @@ impl Server {
         dig(self.dns, args)
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process gets no chance to flush anything.
     pub fn kill9(mut self) {
         self.child.kill().expect("kill -9");

@@ -2,8 +2,8 @@
 //! [&ip=IP]`, answered `ACT` or `ERR 0x8000800N`, which the DVR shows on its status screen.
 //!
 //! The steps: charge the source (flood), find the host (from the fold), check the password
-//! (from memory when this host's DVR sent it before, else one argon2 run charged to the host
-//! and the source), check the address, answer from memory when nothing would change, else
+//! (one of the host's update tokens; else the host password, from memory when this host's DVR
+//! sent it before, else one argon2 run charged to the host and the source), check the address, answer from memory when nothing would change, else
 //! charge the host's write quota, append `HostAddressSet` and answer with the fold's outcome
 //! once the event is durable. An authenticated update with a bad address sets the host's
 //! status to ERROR (an event only when the status changes); a wrong password does not, or
@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use ddns_core::{EventBody, Fqdn, HostStatus, Outcome};
 
 use super::{Answer, DeviceApi, Head, Params, usable};
+use crate::secret::token_matches;
 
 /// One reply of the DVR protocol; `Display` gives the exact text on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,8 @@ fn answer(reply: DvrReply) -> Answer {
 struct Known {
     zone: Fqdn,
     password_hash: String,
+    /// Its update tokens' stored forms.
+    tokens: Vec<String>,
 }
 
 impl DeviceApi {
@@ -83,6 +86,7 @@ impl DeviceApi {
                 Some(host) => Ok(Known {
                     zone: host.zone.clone(),
                     password_hash: host.password_hash.clone(),
+                    tokens: host.tokens.iter().map(|t| t.hash.clone()).collect(),
                 }),
                 None => Err(DvrReply::NoSuchHost),
             })
@@ -93,9 +97,12 @@ impl DeviceApi {
             None => return answer(DvrReply::ServerError),
         };
         let password = params.get("pw").unwrap_or_default();
-        let checked = self.check_password(fqdn.as_str(), &host.password_hash, password, source);
-        if let Err(reply) = checked.await {
-            return answer(reply);
+        // An update token (a keyed hash each: microseconds), else the host password.
+        if !host.tokens.iter().any(|t| token_matches(t, password)) {
+            let checked = self.check_password(fqdn.as_str(), &host.password_hash, password, source);
+            if let Err(reply) = checked.await {
+                return answer(reply);
+            }
         }
         let addr = match params.get("ip").map(str::trim) {
             None | Some("") => Some(source),

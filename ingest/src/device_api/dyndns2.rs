@@ -9,7 +9,7 @@
 //! challenge that wget-based firmware waits for before it sends them.
 //!
 //! Credentials: an account's (user ID and password: any of its hosts) or a host's own (its
-//! FQDN and host password: that host). Both are checked like the DVR protocol's host password:
+//! FQDN and host password, or one of its update tokens: that host). Both are checked like the DVR protocol's host password:
 //! from memory when the same client sent them before, else one argon2 run charged to the
 //! credential and the source.
 //!
@@ -31,6 +31,7 @@ use base64::Engine;
 use ddns_core::{AccountId, EventBody, Fqdn, HostStatus, Outcome};
 
 use super::{Answer, DeviceApi, Head, Params, usable};
+use crate::secret::token_matches;
 
 /// Most hostnames in one request (Dyn's limit); more is `numhost`.
 const HOSTNAMES_MAX: usize = 20;
@@ -175,18 +176,23 @@ impl DeviceApi {
         let user_id = user.trim().to_ascii_lowercase();
         let found = self.committer.known(|state| {
             Some(match &as_host {
-                Some(fqdn) => state
-                    .account_host(fqdn)
-                    .map(|h| (Caller::Host(fqdn.clone()), h.password_hash.clone())),
+                Some(fqdn) => state.account_host(fqdn).map(|h| {
+                    let tokens = h.tokens.iter().map(|t| t.hash.clone()).collect();
+                    (Caller::Host(fqdn.clone()), h.password_hash.clone(), tokens)
+                }),
                 None => state
                     .account(&user_id)
-                    .map(|a| (Caller::Account(a.id), a.password_hash.clone())),
+                    .map(|a| (Caller::Account(a.id), a.password_hash.clone(), Vec::new())),
             })
         });
-        let Some((caller, hash)) = found.await.flatten() else {
+        let Some((caller, hash, tokens)) = found.await.flatten() else {
             metrics::counter!("ddns_ingest_bad_credentials_total").increment(1);
             return Err("badauth");
         };
+        // A host's update token: a keyed hash each, no argon2.
+        if tokens.iter().any(|t: &String| token_matches(t, password)) {
+            return Ok(caller);
+        }
         // Accounts and hosts are remembered apart: `@` is in no host name.
         let key = match &caller {
             Caller::Host(fqdn) => fqdn.to_string(),

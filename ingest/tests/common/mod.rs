@@ -247,3 +247,36 @@ pub async fn provision(h: &Harness, account_password: &str, hosts: &[(&str, Opti
         append_folded(h, event).await;
     }
 }
+
+/// A new update token for `fqdn` (a host of account 1 in `dyn.example`), as the portal adds it.
+pub async fn add_token(h: &Harness, fqdn: &str, id: u128) -> ddns_ingest::UpdateToken {
+    let token = ddns_ingest::new_update_token();
+    let event = Event {
+        id: EventId(id),
+        at_ms: 2,
+        body: EventBody::HostTokenAdded {
+            zone: Fqdn::parse("dyn.example").expect("valid"),
+            account: AccountId(1),
+            fqdn: Fqdn::parse(fqdn).expect("valid"),
+            token_id: token.id.clone(),
+            hash: token.hash.clone(),
+        },
+    };
+    append_folded(h, &event).await;
+    token
+}
+
+/// Revokes the update token `token_id` of `fqdn` (a host of account 1).
+pub async fn revoke_token(h: &Harness, fqdn: &str, token_id: &str, id: u128) {
+    let event = Event {
+        id: EventId(id),
+        at_ms: 3,
+        body: EventBody::HostTokenRevoked {
+            zone: Fqdn::parse("dyn.example").expect("valid"),
+            account: AccountId(1),
+            fqdn: Fqdn::parse(fqdn).expect("valid"),
+            token_id: token_id.into(),
+        },
+    };
+    append_folded(h, &event).await;
+}

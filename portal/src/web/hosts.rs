@@ -403,12 +403,31 @@ fn edit_form(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Answer {
+    edit_form_with_token(portal, visit, status, host, notice, error, None)
+}
+
+/// The edit page, showing `new_token` once if one was just created.
+fn edit_form_with_token(
+    portal: &Portal,
+    visit: &Visit,
+    status: StatusCode,
+    host: &crate::directory::HostView,
+    notice: Option<&str>,
+    error: Option<&str>,
+    new_token: Option<String>,
+) -> Answer {
     let page = pages::EditHost {
         layout: portal.layout(visit),
         notice: notice.map(str::to_owned),
         error: error.map(str::to_owned),
         row: HostRow::from_view(0, host),
         port_value: host.port.map(|p| p.to_string()).unwrap_or_default(),
+        tokens: host
+            .tokens
+            .iter()
+            .map(|(id, created)| (id.clone(), pages::format_time(Some(*created))))
+            .collect(),
+        new_token,
     };
     render(status, &page, visit)
 }
@@ -518,6 +537,67 @@ pub(super) async fn clear_abuse(
     match portal.directory().clear_abuse(&user_id, &fqdn).await? {
         Change::Done => {
             tracing::info!(user_id = %user_id, fqdn = %fqdn, "portal: abuse mark cleared");
+            Ok(see_other("/hosts"))
+        }
+        Change::NotFound => Err(PageError::NotFound),
+    }
+}
+
+/// Most update tokens a host may have at once.
+const TOKENS_MAX: usize = 10;
+
+pub(super) async fn add_token(
+    State(portal): State<Portal>,
+    visit: Visit,
+    Path(fqdn): Path<String>,
+) -> Answer {
+    let Some(user_id) = visit.user().cloned() else {
+        return Ok(see_other("/"));
+    };
+    let (fqdn, host) = own_host(&portal, &user_id, &fqdn).await?;
+    if host.tokens.len() >= TOKENS_MAX {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return edit_form(&portal, &visit, status, &host, None, Some(msg::TOKENS_FULL));
+    }
+    let token = ddns_ingest::new_update_token();
+    match portal
+        .directory()
+        .add_token(&user_id, &fqdn, &token.id, &token.hash)
+        .await?
+    {
+        Change::Done => {
+            tracing::info!(user_id = %user_id, fqdn = %fqdn, token_id = %token.id, "portal: update token created");
+            let (_, host) = own_host(&portal, &user_id, fqdn.as_str()).await?;
+            edit_form_with_token(
+                &portal,
+                &visit,
+                StatusCode::OK,
+                &host,
+                None,
+                None,
+                Some(token.token),
+            )
+        }
+        Change::NotFound => Err(PageError::NotFound),
+    }
+}
+
+pub(super) async fn revoke_token(
+    State(portal): State<Portal>,
+    visit: Visit,
+    Path((fqdn, token_id)): Path<(String, String)>,
+) -> Answer {
+    let Some(user_id) = visit.user().cloned() else {
+        return Ok(see_other("/"));
+    };
+    let fqdn = Fqdn::parse(&fqdn).map_err(|_| PageError::NotFound)?;
+    match portal
+        .directory()
+        .revoke_token(&user_id, &fqdn, &token_id)
+        .await?
+    {
+        Change::Done => {
+            tracing::info!(user_id = %user_id, fqdn = %fqdn, %token_id, "portal: update token revoked");
             Ok(see_other("/hosts"))
         }
         Change::NotFound => Err(PageError::NotFound),

@@ -10,10 +10,11 @@
 
 mod hosts;
 mod people;
+mod tls_listener;
 
 use hosts::{
-    add_group, add_host, check_group, check_host, clear_abuse, edit_host, edit_page, hosts_page,
-    remove_host,
+    add_group, add_host, add_token, check_group, check_host, clear_abuse, edit_host, edit_page,
+    hosts_page, remove_host, revoke_token,
 };
 use people::{
     account_page, change_password, check_user, login, logout, remove_account, signin_page, signup,
@@ -128,6 +129,8 @@ impl Portal {
             .route("/hosts/{fqdn}/edit", get(edit_page).post(edit_host))
             .route("/hosts/{fqdn}/remove", post(remove_host))
             .route("/hosts/{fqdn}/abuse/clear", post(clear_abuse))
+            .route("/hosts/{fqdn}/tokens", post(add_token))
+            .route("/hosts/{fqdn}/tokens/{id}/revoke", post(revoke_token))
             .route("/account", get(account_page))
             .route("/account/password", post(change_password))
             .route("/account/remove", post(remove_account))
@@ -148,6 +151,27 @@ impl Portal {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// [`Portal::serve`] over TLS: each connection's handshake with `tls` runs in a task of
+    /// its own, then the connection is served as a plain one is. Set [`PortalConfig::tls`]
+    /// too, for the `__Host-` cookie and the `https://` origin check.
+    pub async fn serve_tls(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: tokio_rustls::TlsAcceptor,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        // axum gives `ConnectInfo<SocketAddr>` for its own TcpListener and for any listener
+        // wrapped in `tap_io` (whose address type it then is): the no-op tap is for that.
+        let listener = tls_listener::TlsListener::new(listener, tls)?.tap_io(|_| {});
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

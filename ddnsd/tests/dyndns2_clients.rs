@@ -1,0 +1,536 @@
+//! dyndns2 with the clients of the field, as Debian ships them: ddclient 3.10 and inadyn 2.10
+//! against the real binary. Each client runs once, in the foreground, with its own config,
+//! cache and pid file in a tempdir, against the device API on 127.0.0.1; the real `dig` checks
+//! what DNS answers, and the server's metrics show what reached the log.
+//!
+//! The account `brian01` owns `cam1` and `cam2` (updated with the account's password, in one
+//! request where the client groups them) and `nas` (updated with its own host password).
+//!
+//! Needs `ddclient` and `inadyn` (`scripts/setup.sh --tests`): without them the tests fail, they
+//! never skip.
+
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ACCOUNT: &str = "brian01";
+const ACCOUNT_PASSWORD: &str = "a long pass phrase";
+/// Updated with the account's credentials.
+const CAMS: [&str; 2] = ["cam1.brian.dyn.example", "cam2.brian.dyn.example"];
+/// Updated with its own host password.
+const NAS: &str = "nas.brian.dyn.example";
+const NAS_PASSWORD: &str = "pw-nas";
+const HOSTS: [&str; 3] = [CAMS[0], CAMS[1], NAS];
+/// The longest one client run may take: every run here is one or two requests on loopback.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
+
+#[test]
+fn ddclient_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
+    let f = Fixture::start();
+    let dir = f.dir.path();
+
+    // IPv4 as 3.10 documents it: `usev4=ipv4` (the old `use=` off).
+    let v4 = ddclient_config(
+        dir,
+        "ddclient4.conf",
+        f.server.http,
+        "use=no\nusev4=ipv4, ipv4=192.0.2.10",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = ddclient(dir, &v4, "ddclient4.cache", &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    let requests = run.lines_starting("SENDING:  GET /nic/update?");
+    assert_eq!(requests.len(), 2, "one request per group:\n{}", run.log);
+    assert!(
+        requests.iter().any(|r| r
+            .contains("hostname=cam1.brian.dyn.example,cam2.brian.dyn.example&myip=192.0.2.10 ")),
+        "the account's hosts in one request:\n{}",
+        run.log
+    );
+    assert_eq!(
+        run.lines_starting("RECEIVE:  good 192.0.2.10").len(),
+        3,
+        "a line per host:\n{}",
+        run.log
+    );
+    for host in HOSTS {
+        run.expect(&format!(
+            "SUCCESS:  updating {host}: good: IP address set to 192.0.2.10"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.10"], "{host}");
+    }
+    f.repeat_is_nochg(|| {
+        let run = ddclient(dir, &v4, "ddclient4.cache", &["-force"]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        for host in HOSTS {
+            run.expect(&format!("WARNING:  updating {host}: nochg: "));
+        }
+    });
+
+    // IPv6: ddclient 3.10's dyndns2 sends only `wantip`, which `usev6` never sets (it would
+    // send an empty `myip`), so the address comes through the old `use=ip`. A cache of its own:
+    // with the IPv4 run's, ddclient would hold the change back for `min-interval` (30 s).
+    let v6 = ddclient_config(
+        dir,
+        "ddclient6.conf",
+        f.server.http,
+        "use=ip, ip=2001:db8::10",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = ddclient(dir, &v6, "ddclient6.cache", &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    assert_eq!(
+        run.lines_starting("SENDING:  GET /nic/update?").len(),
+        2,
+        "{}",
+        run.log
+    );
+    for host in HOSTS {
+        run.expect(&format!(
+            "SUCCESS:  updating {host}: good: IP address set to 2001:db8::10"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "AAAA"]), ["2001:db8::10"]);
+        assert_eq!(
+            f.server.dig_short(&[host, "A"]),
+            ["192.0.2.10"],
+            "{host}: only the family sent is touched"
+        );
+    }
+    f.repeat_is_nochg(|| {
+        let run = ddclient(dir, &v6, "ddclient6.cache", &["-force"]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        for host in HOSTS {
+            run.expect(&format!("WARNING:  updating {host}: nochg: "));
+        }
+    });
+}
+
+#[test]
+fn inadyn_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
+    let f = Fixture::start();
+    let dir = f.dir.path();
+    let cache = inadyn_cache(dir);
+
+    let v4 = inadyn_config(
+        dir,
+        "inadyn4.conf",
+        f.server.http,
+        "192.0.2.20",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = inadyn(dir, &v4, &cache, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    // One HTTP/1.0 GET per host, the account's hosts with the account's credentials.
+    assert_eq!(
+        run.lines_containing("Sending alias table update").len(),
+        3,
+        "{}",
+        run.log
+    );
+    for host in HOSTS {
+        run.expect(&format!("GET /nic/update?hostname={host}&myip=192.0.2.20 "));
+        run.expect(&format!(
+            "Successful alias table update for {host} => new IP# 192.0.2.20"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.20"], "{host}");
+    }
+    f.repeat_is_nochg(|| {
+        // Without `--force` a one-shot inadyn sends nothing while its cache holds the address.
+        let run = inadyn(dir, &v4, &cache, &["--force"]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        assert_eq!(
+            run.lines_starting("nochg 192.0.2.20").len(),
+            3,
+            "{}",
+            run.log
+        );
+        for host in HOSTS {
+            run.expect(&format!("Successful alias table update for {host}"));
+        }
+    });
+
+    // IPv6: inadyn 2.10 has no `ipv6@` providers (2.11 brought them); a custom provider sends
+    // whatever address its checkip found, an IPv6 one once `allow-ipv6` lets it. The same cache:
+    // the address changed, so inadyn updates.
+    let v6 = inadyn_config(
+        dir,
+        "inadyn6.conf",
+        f.server.http,
+        "2001:db8::20",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = inadyn(dir, &v6, &cache, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    for host in HOSTS {
+        // inadyn percent-encodes the colons.
+        run.expect(&format!(
+            "GET /nic/update?hostname={host}&myip=2001%3adb8%3a%3a20 "
+        ));
+        run.expect(&format!(
+            "Successful alias table update for {host} => new IP# 2001:db8::20"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "AAAA"]), ["2001:db8::20"]);
+        assert_eq!(
+            f.server.dig_short(&[host, "A"]),
+            ["192.0.2.20"],
+            "{host}: only the family sent is touched"
+        );
+    }
+    f.repeat_is_nochg(|| {
+        let run = inadyn(dir, &v6, &cache, &["--force"]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        assert_eq!(
+            run.lines_starting("nochg 2001:db8::20").len(),
+            3,
+            "{}",
+            run.log
+        );
+    });
+}
+
+#[test]
+fn both_clients_stop_at_a_wrong_password() {
+    let f = Fixture::start();
+    let dir = f.dir.path();
+
+    // ddclient: one request per group, a failure per host, exit 1. `use=ip` keeps the
+    // bookkeeping of 3.10's dyndns2 (its `usev4` path skips the same way).
+    let conf = ddclient_config(
+        dir,
+        "ddclient.conf",
+        f.server.http,
+        "use=ip, ip=192.0.2.30",
+        "not the password",
+        "nor this",
+    );
+    let badauth_before = f.replies("badauth");
+    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.log);
+    for host in HOSTS {
+        run.expect(&format!(
+            "FAILED:   updating {host}: badauth: Bad authorization (username or password)"
+        ));
+    }
+    assert_eq!(run.lines_starting("SENDING:  GET /nic/update?").len(), 2);
+    assert_eq!(f.replies("badauth"), badauth_before + 2, "{}", run.log);
+    // Run again (as cron or the ip-up hook would): ddclient's cache holds it back, nothing sent.
+    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    assert!(run.lines_starting("SENDING:").is_empty(), "{}", run.log);
+    assert_eq!(f.replies("badauth"), badauth_before + 2);
+
+    // inadyn: a custom provider's section stops at its first failed host, and then inadyn
+    // exits instead of waiting to retry.
+    let cache = inadyn_cache(dir);
+    let conf = inadyn_config(
+        dir,
+        "inadyn.conf",
+        f.server.http,
+        "192.0.2.30",
+        "not the password",
+        "nor this",
+    );
+    let run = inadyn(dir, &conf, &cache, &[]);
+    assert_ne!(run.code, Some(0), "{}", run.log);
+    assert_eq!(
+        run.lines_containing("[200 OK] badauth").len(),
+        2,
+        "{}",
+        run.log
+    );
+    run.expect("Error response from DDNS server, exiting!");
+    assert_eq!(f.replies("badauth"), badauth_before + 4, "{}", run.log);
+
+    for host in HOSTS {
+        assert!(f.server.dig_short(&[host, "A"]).is_empty(), "{host}");
+    }
+}
+
+/// A server with the account and its three hosts, and its metrics address.
+struct Fixture {
+    dir: tempfile::TempDir,
+    server: Server,
+    metrics: SocketAddr,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config(
+            dir.path(),
+            &format!("metrics_listen = \"127.0.0.1:0\"\n{ROOMY_QUOTAS}"),
+        );
+        let data = dir.path().join("data");
+        let server = Server::start(&data, Some(&config));
+        let admin = |args: &[&str], stdin: &str| {
+            let out = admin_command(&data, &config, args, stdin);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        admin(
+            &["user", "add", ACCOUNT, "--email", "b@x.example"],
+            &format!("{ACCOUNT_PASSWORD}\n"),
+        );
+        for (host, password) in [
+            (CAMS[0], "pw-cam1"),
+            (CAMS[1], "pw-cam2"),
+            (NAS, NAS_PASSWORD),
+        ] {
+            admin(
+                &["host", "add", host, "--user", ACCOUNT],
+                &format!("{password}\n"),
+            );
+        }
+        let ready = server
+            .log
+            .iter()
+            .find(|l| l.contains("ddnsd ready"))
+            .expect("ready line");
+        let metrics = ready
+            .split("metrics=Some(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("metrics address in {ready}"));
+        Fixture {
+            dir,
+            server,
+            metrics,
+        }
+    }
+
+    /// One series' value from `/metrics` (0 while it was never counted).
+    fn metric(&self, series: &str) -> u64 {
+        let (status, text) = http_get(self.metrics, "/metrics", &[]);
+        assert_eq!(status, 200);
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse::<f64>().expect("a number") as u64)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Appends acknowledged by the log (recorded before the reply is sent).
+    fn appends(&self) -> u64 {
+        self.metric("ddns_log_append_seconds_count")
+    }
+
+    /// `/nic/update` requests answered with `code` (counted once per request).
+    fn replies(&self, code: &str) -> u64 {
+        self.metric(&format!(
+            "ddns_ingest_replies_total{{path=\"nic_update\",code=\"{code}\"}}"
+        ))
+    }
+
+    /// Runs `repeat`, a client sending every host's current address again: each host is
+    /// answered `nochg`, and nothing is appended to the log.
+    fn repeat_is_nochg(&self, repeat: impl FnOnce()) {
+        let (appends, nochg) = (self.appends(), self.replies("nochg"));
+        assert!(appends > 0, "the append count is exported");
+        repeat();
+        assert!(
+            self.replies("nochg") > nochg,
+            "the repeat was answered nochg"
+        );
+        assert_eq!(self.appends(), appends, "a repeat appends nothing");
+    }
+}
+
+/// What a client run printed (stdout and stderr interleaved) and how it exited.
+struct Run {
+    code: Option<i32>,
+    log: String,
+}
+
+impl Run {
+    fn lines_starting(&self, prefix: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    fn lines_containing(&self, text: &str) -> Vec<&str> {
+        self.log.lines().filter(|l| l.contains(text)).collect()
+    }
+
+    fn expect(&self, text: &str) {
+        assert!(
+            self.log.contains(text),
+            "{text:?} missing from:\n{}",
+            self.log
+        );
+    }
+}
+
+/// Runs `program` in `dir` to its end (killed past [`CLIENT_DEADLINE`]), its output into one file.
+fn run(dir: &Path, program: &str, args: &[&str]) -> Run {
+    let log_path = dir.join(format!("{program}.out"));
+    let log = File::create(&log_path).expect("log file");
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} starts ({e}); scripts/setup.sh --tests installs it"));
+    let deadline = Instant::now() + CLIENT_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{program} {args:?} still ran after {CLIENT_DEADLINE:?}; it said:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        log: std::fs::read_to_string(&log_path).expect("log read"),
+    }
+}
+
+/// Writes a file only its owner reads (it holds passwords, as the clients' docs ask).
+fn write_private(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("config written");
+}
+
+/// A ddclient config: dyndns2 over plain HTTP to `server`, the address from `address`, the
+/// account's hosts in one host line (so one request) and the NAS with its host password.
+fn ddclient_config(
+    dir: &Path,
+    name: &str,
+    server: SocketAddr,
+    address: &str,
+    account_password: &str,
+    nas_password: &str,
+) -> PathBuf {
+    let path = dir.join(name);
+    write_private(
+        &path,
+        &format!(
+            "protocol=dyndns2\n\
+             server={server}\n\
+             ssl=no\n\
+             {address}\n\
+             login={ACCOUNT}\n\
+             password='{account_password}'\n\
+             {},{}\n\
+             login={NAS}\n\
+             password='{nas_password}'\n\
+             {NAS}\n",
+            CAMS[0], CAMS[1]
+        ),
+    );
+    path
+}
+
+/// `ddclient` once, in the foreground, with its config, cache and pid file in `dir`.
+fn ddclient(dir: &Path, config: &Path, cache: &str, extra: &[&str]) -> Run {
+    let (config, cache, pid) = (
+        config.to_str().expect("utf-8 path"),
+        dir.join(cache),
+        dir.join("ddclient.pid"),
+    );
+    let mut args = vec![
+        "-daemon=0",
+        "-foreground",
+        "-verbose",
+        "-file",
+        config,
+        "-cache",
+        cache.to_str().expect("utf-8 path"),
+        "-pid",
+        pid.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    run(dir, "ddclient", &args)
+}
+
+/// An inadyn config: two custom providers (dyndns2 over plain HTTP to `server`), the account
+/// with its two hosts and the NAS with its host password; the address from a checkip command.
+fn inadyn_config(
+    dir: &Path,
+    name: &str,
+    server: SocketAddr,
+    address: &str,
+    account_password: &str,
+    nas_password: &str,
+) -> PathBuf {
+    let path = dir.join(name);
+    let provider = |title: &str, user: &str, password: &str, hosts: &str| {
+        format!(
+            "custom {title} {{\n\
+             \x20   ssl = false\n\
+             \x20   username = \"{user}\"\n\
+             \x20   password = \"{password}\"\n\
+             \x20   ddns-server = \"{server}\"\n\
+             \x20   ddns-path = \"/nic/update?hostname=%h&myip=%i\"\n\
+             \x20   checkip-command = \"echo {address}\"\n\
+             \x20   hostname = {{ {hosts} }}\n\
+             }}\n"
+        )
+    };
+    let cams = format!("\"{}\", \"{}\"", CAMS[0], CAMS[1]);
+    write_private(
+        &path,
+        &format!(
+            "allow-ipv6 = true\n{}{}",
+            provider("ddnsd:account", ACCOUNT, account_password, &cams),
+            provider("ddnsd:host", NAS, nas_password, &format!("\"{NAS}\"")),
+        ),
+    );
+    path
+}
+
+/// inadyn's cache dir, with an empty entry per host: inadyn then starts from "address unknown"
+/// instead of resolving each name through the system's resolver (off the loopback).
+fn inadyn_cache(dir: &Path) -> PathBuf {
+    let cache = dir.join("inadyn-cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    for host in HOSTS {
+        File::create(cache.join(format!("{host}.cache"))).expect("cache entry");
+    }
+    cache
+}
+
+/// `inadyn` once, in the foreground, logging every request and reply, with its config, cache
+/// and pid file in `dir`.
+fn inadyn(dir: &Path, config: &Path, cache: &Path, extra: &[&str]) -> Run {
+    let pid = dir.join("inadyn.pid");
+    let cache_dir = format!("--cache-dir={}", cache.to_str().expect("utf-8 path"));
+    let mut args = vec![
+        "--once",
+        "--foreground",
+        "--loglevel=debug",
+        "-f",
+        config.to_str().expect("utf-8 path"),
+        &cache_dir,
+        "-P",
+        pid.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    run(dir, "inadyn", &args)
+}
