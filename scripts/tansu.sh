@@ -8,7 +8,7 @@
 #   tansu.sh topic PORT NAME PARTITIONS create a topic (the broker never auto-creates one)
 #   tansu.sh stop DIR                   stop the broker started in DIR (SIGTERM, then SIGKILL)
 #
-# Installed into $DDNSD_TOOLS (default ~/.cache/ddnsd-tools): building it takes ~17 minutes on
+# Installed into $DDNSD_TOOLS (default ~/.cache/ddnsd-tools): building it takes ~20 minutes on
 # 2 cores, so a fresh clone (and CI) reuses it. Known traps (issue 4): its memory:// storage
 # reports wrong high watermarks and keeps nothing, so DIR's SQLite file is always used; the
 # sqlite:// path is relative to the working directory, so the broker runs from inside DIR.
@@ -34,7 +34,7 @@ install() {
   exec 9>"$tools/.tansu-install.lock"
   flock 9
   installed && return 0
-  echo "tansu.sh: installing tansu $TANSU_VERSION into $tools (about 17 minutes on 2 cores)" >&2
+  echo "tansu.sh: installing tansu $TANSU_VERSION into $tools (about 20 minutes on 2 cores)" >&2
   nice -n 19 cargo install tansu --version "$TANSU_VERSION" --locked \
     --no-default-features --features libsql --root "$tools" --target-dir "$tools/target"
   installed || die "cargo install finished but $bin --version does not say $TANSU_VERSION"

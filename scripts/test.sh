@@ -3,7 +3,7 @@
 source "$(dirname "$0")/env.sh"
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
-# KafkaLog's tests and the cluster tests run against a real broker, built once (~17 min) into
+# KafkaLog's tests and the cluster tests run against a real broker, built once (~20 min) into
 # ~/.cache/ddnsd-tools; kcat reads the topic with a librdkafka built there once (~2 min).
 bash scripts/tansu.sh install
 bash scripts/kcat.sh install
