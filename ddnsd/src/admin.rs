@@ -16,6 +16,7 @@ use ddns_core::{Fqdn, HostStatus, Label, LiveZone, State};
 use ddns_ingest::{PasswordHasher, generate_host_password};
 use ddns_portal::{
     Change, CreateGroup, CreateHost, Directory, LogDirectory, NewAccount, NewHost, SignUp, UserId,
+    format_time,
 };
 use ddns_projector::{Committer, Projector, ProjectorView};
 use serde::{Deserialize, Serialize};
@@ -287,7 +288,7 @@ fn user_list(state: &State) -> String {
             account.user_id,
             account.email,
             hosts,
-            utc(account.created_ms)
+            format_time(Some(account.created_ms))
         ));
     }
     out.truncate(out.trim_end().len());
@@ -315,7 +316,7 @@ fn host_list(state: &State, user: Option<&UserId>) -> String {
                     owner.user_id,
                     addr(host.v4.map(|a| a.to_string())),
                     addr(host.v6.map(|a| a.to_string())),
-                    host.updated_ms.map_or("0000-00-00 00:00:00".into(), utc),
+                    format_time(host.updated_ms),
                 ),
             ))
         })
@@ -325,28 +326,6 @@ fn host_list(state: &State, user: Option<&UserId>) -> String {
     out.extend(rows.into_iter().map(|(_, row)| row));
     out.truncate(out.trim_end().len());
     out
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC, as the host list shows times.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// Runs `request` against the server of `config`: through its admin socket if it is running,
@@ -395,16 +374,4 @@ async fn offline(config: &Config, request: Request) -> anyhow::Result<Reply> {
     task.abort();
     let _ = task.await;
     Ok(reply)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_118_247_031_000), "2005-06-08 16:10:31");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
-    }
 }

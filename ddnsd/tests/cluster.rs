@@ -94,24 +94,8 @@ impl Cluster {
     /// Runs an operator's command (`user add …`) on node `name` through its admin socket, with
     /// `stdin` as its input: its output, or its error.
     fn admin(&self, name: &str, args: &[&str], stdin: &str) -> Result<String, String> {
-        use std::io::Write;
-        let dir = self.path();
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--config", &format!("{dir}/cluster.toml")])
-            .args(["--data-dir", &format!("{dir}/{name}/")])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("ddnsd runs");
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(stdin.as_bytes())
-            .expect("stdin written");
-        let out = child.wait_with_output().expect("ddnsd finishes");
+        let dir = self.dir.path();
+        let out = admin_command(&dir.join(name), &dir.join("cluster.toml"), args, stdin);
         match out.status.success() {
             true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
             false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),

@@ -48,6 +48,7 @@ pub use directory::{
     HostStatus, HostView, NewAccount, NewHost, SignUp, UserId,
 };
 pub use log_directory::LogDirectory;
+pub use pages::format_time;
 pub use probe::{ProbeConfig, ProbeRound, Prober};
 pub use rules::{email as normalize_email, host_password_ok, password_problem};
 pub use session::{COOKIE_NAME, COOKIE_NAME_TLS};

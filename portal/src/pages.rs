@@ -178,8 +178,9 @@ pub(crate) fn created(account: &AccountView) -> String {
     format_time(Some(account.created_ms))
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC, or the seed's `0000-00-00 00:00:00` for "never".
-pub(crate) fn format_time(ms: Option<u64>) -> String {
+/// `YYYY-MM-DD HH:MM:SS` in UTC, or the seed's `0000-00-00 00:00:00` for "never" (also what
+/// `ddnsd host list` prints).
+pub fn format_time(ms: Option<u64>) -> String {
     let Some(ms) = ms else {
         return "0000-00-00 00:00:00".to_owned();
     };

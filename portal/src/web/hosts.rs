@@ -516,13 +516,8 @@ pub(super) async fn remove_host(
         return Ok(see_other("/"));
     };
     let fqdn = Fqdn::parse(&fqdn).map_err(|_| PageError::NotFound)?;
-    match portal.directory().remove_host(&user_id, &fqdn).await? {
-        Change::Done => {
-            tracing::info!(user_id = %user_id, fqdn = %fqdn, "portal: host removed");
-            Ok(see_other("/hosts"))
-        }
-        Change::NotFound => Err(PageError::NotFound),
-    }
+    let change = portal.directory().remove_host(&user_id, &fqdn).await?;
+    back_to_hosts(change, &user_id, &fqdn, "host removed")
 }
 
 pub(super) async fn clear_abuse(
@@ -534,13 +529,8 @@ pub(super) async fn clear_abuse(
         return Ok(see_other("/"));
     };
     let fqdn = Fqdn::parse(&fqdn).map_err(|_| PageError::NotFound)?;
-    match portal.directory().clear_abuse(&user_id, &fqdn).await? {
-        Change::Done => {
-            tracing::info!(user_id = %user_id, fqdn = %fqdn, "portal: abuse mark cleared");
-            Ok(see_other("/hosts"))
-        }
-        Change::NotFound => Err(PageError::NotFound),
-    }
+    let change = portal.directory().clear_abuse(&user_id, &fqdn).await?;
+    back_to_hosts(change, &user_id, &fqdn, "abuse mark cleared")
 }
 
 /// Most update tokens a host may have at once.
@@ -591,13 +581,18 @@ pub(super) async fn revoke_token(
         return Ok(see_other("/"));
     };
     let fqdn = Fqdn::parse(&fqdn).map_err(|_| PageError::NotFound)?;
-    match portal
+    let change = portal
         .directory()
         .revoke_token(&user_id, &fqdn, &token_id)
-        .await?
-    {
+        .await?;
+    back_to_hosts(change, &user_id, &fqdn, "update token revoked")
+}
+
+/// Back to the host list after the owner's change, logged; 404 for a host that is not theirs.
+fn back_to_hosts(change: Change, user_id: &UserId, fqdn: &Fqdn, what: &'static str) -> Answer {
+    match change {
         Change::Done => {
-            tracing::info!(user_id = %user_id, fqdn = %fqdn, %token_id, "portal: update token revoked");
+            tracing::info!(user_id = %user_id, fqdn = %fqdn, "portal: {what}");
             Ok(see_other("/hosts"))
         }
         Change::NotFound => Err(PageError::NotFound),
