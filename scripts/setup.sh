@@ -21,6 +21,7 @@ if [ "${1:-}" = --tests ]; then
   packages+=(kcat)      # reads the Kafka topic in the cluster tests (scripts/kcat.sh)
   packages+=(openssl)   # the HTTPS tests' CA and certificates (ddnsd/tests/https.rs)
   packages+=(ddclient inadyn) # the dyndns2 clients of the field (ddnsd/tests/dyndns2_clients.rs)
+  packages+=(libio-socket-ssl-perl) # ddclient's HTTPS: only recommended, and we skip recommends
   # The portal's browser test: Debian's Chromium and its driver (same version), headless.
   packages+=(chromium chromium-driver)
 fi

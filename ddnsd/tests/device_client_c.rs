@@ -20,7 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, http_get, write_config};
+use common::{Pki, Server, http_get, write_config};
 
 const KEY_ID: u16 = 7;
 const KEY_HEX: &str = "f0e0d0c0b0a090807060504030201000ffeeddccbbaa99887766554433221100";
@@ -531,60 +531,13 @@ fn c_client_backs_off_exponentially_on_flood() {
     assert!(!other_state.exists());
 }
 
-/// A test CA and a server certificate for 127.0.0.1 it signs, made with `openssl`.
-fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &str| {
-        let out = Command::new("openssl")
-            .args(args.split_whitespace())
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(&format!(
-        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=ddnsd-test-CA"
-    ));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("written");
-    openssl(&format!(
-        "req {ec} -keyout tls.key -out tls.csr -subj /CN=localhost"
-    ));
-    openssl(
-        "x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -set_serial 1 -days 1 \
-         -extfile server.ext -out tls.pem",
-    );
-    (dir.join("ca.pem"), dir.join("tls.pem"), dir.join("tls.key"))
-}
-
-/// The HTTPS address from the server's ready line.
-fn https_addr(server: &Server) -> SocketAddr {
-    let ready = server
-        .log
-        .iter()
-        .find(|l| l.contains("ddnsd ready"))
-        .expect("ready line");
-    ready
-        .split(" https=")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("https address in {ready}"))
-}
-
 #[test]
 fn c_client_over_https_checks_the_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = build_client(dir.path());
-    let (ca, cert, key) = make_pki(dir.path());
+    let pki = Pki::new(dir.path());
+    let (cert, key) = pki.issue("tls", 1);
+    let ca = pki.ca();
     let config = config(
         dir.path(),
         &format!(
@@ -594,7 +547,7 @@ fn c_client_over_https_checks_the_certificate() {
     );
     let server = Server::start(&dir.path().join("data"), Some(&config));
     let metrics = metrics_addr(&server);
-    let url = format!("https://{}", https_addr(&server));
+    let url = format!("https://{}", server.ready_field("https"));
     let state = dir.path().join("state");
     let (key_id, ca, state_arg) = (
         KEY_ID.to_string(),

@@ -1,13 +1,14 @@
 //! dyndns2 with the clients of the field, as Debian ships them: ddclient 3.10 and inadyn 2.10
 //! against the real binary. Each client runs once, in the foreground, with its own config,
-//! cache and pid file in a tempdir, against the device API on 127.0.0.1; the real `dig` checks
-//! what DNS answers, and the server's metrics show what reached the log.
+//! cache and pid file in a tempdir, against the device API on 127.0.0.1, over plain HTTP and over
+//! HTTPS (a test CA made by `openssl`); the real `dig` checks what DNS answers, and the server's
+//! metrics show what reached the log.
 //!
 //! The account `brian01` owns `cam1` and `cam2` (updated with the account's password, in one
 //! request where the client groups them) and `nas` (updated with its own host password).
 //!
-//! Needs `ddclient` and `inadyn` (`scripts/setup.sh --tests`): without them the tests fail, they
-//! never skip.
+//! Needs `ddclient` (with `libio-socket-ssl-perl` for HTTPS), `inadyn` and `openssl`
+//! (`scripts/setup.sh --tests`): without them the tests fail, they never skip.
 
 mod common;
 
@@ -41,7 +42,7 @@ fn ddclient_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let v4 = ddclient_config(
         dir,
         "ddclient4.conf",
-        f.server.http,
+        f.http(),
         "use=no\nusev4=ipv4, ipv4=192.0.2.10",
         ACCOUNT_PASSWORD,
         NAS_PASSWORD,
@@ -82,7 +83,7 @@ fn ddclient_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let v6 = ddclient_config(
         dir,
         "ddclient6.conf",
-        f.server.http,
+        f.http(),
         "use=ip, ip=2001:db8::10",
         ACCOUNT_PASSWORD,
         NAS_PASSWORD,
@@ -124,7 +125,7 @@ fn inadyn_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let v4 = inadyn_config(
         dir,
         "inadyn4.conf",
-        f.server.http,
+        f.http(),
         "192.0.2.20",
         ACCOUNT_PASSWORD,
         NAS_PASSWORD,
@@ -166,7 +167,7 @@ fn inadyn_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let v6 = inadyn_config(
         dir,
         "inadyn6.conf",
-        f.server.http,
+        f.http(),
         "2001:db8::20",
         ACCOUNT_PASSWORD,
         NAS_PASSWORD,
@@ -210,7 +211,7 @@ fn both_clients_stop_at_a_wrong_password() {
     let conf = ddclient_config(
         dir,
         "ddclient.conf",
-        f.server.http,
+        f.http(),
         "use=ip, ip=192.0.2.30",
         "not the password",
         "nor this",
@@ -237,7 +238,7 @@ fn both_clients_stop_at_a_wrong_password() {
     let conf = inadyn_config(
         dir,
         "inadyn.conf",
-        f.server.http,
+        f.http(),
         "192.0.2.30",
         "not the password",
         "nor this",
@@ -258,20 +259,193 @@ fn both_clients_stop_at_a_wrong_password() {
     }
 }
 
+#[test]
+fn ddclient_updates_over_https_and_stops_at_an_untrusted_certificate() {
+    let f = Fixture::start_https();
+    let dir = f.dir.path();
+
+    // `ssl=yes` with `ssl_ca_file`: IO::Socket::SSL checks the chain and the name (the server's
+    // IP address, in the certificate's subjectAltName).
+    let conf = ddclient_config(
+        dir,
+        "ddclient.conf",
+        f.https(true),
+        "use=no\nusev4=ipv4, ipv4=192.0.2.40",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    assert_eq!(
+        run.lines_starting("CONNECTED:  using SSL").len(),
+        2,
+        "{}",
+        run.log
+    );
+    for host in HOSTS {
+        run.expect(&format!(
+            "SUCCESS:  updating {host}: good: IP address set to 192.0.2.40"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.40"], "{host}");
+    }
+
+    // Without the CA (only the system's store): the handshake fails before a request is sent.
+    let conf = ddclient_config(
+        dir,
+        "ddclient-untrusting.conf",
+        f.https(false),
+        "use=no\nusev4=ipv4, ipv4=192.0.2.41",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let answered = f.nic_updates();
+    let run = ddclient(dir, &conf, "ddclient-untrusting.cache", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.log);
+    assert_eq!(
+        run.lines_containing("certificate verify failed").len(),
+        2,
+        "{}",
+        run.log
+    );
+    let failed = run.lines_starting("FAILED:   updating ");
+    assert_eq!(failed.len(), 2, "{}", run.log);
+    let refused = format!(": Could not connect to {}.", f.server.ready_field("https"));
+    assert!(failed.iter().all(|l| l.ends_with(&refused)), "{}", run.log);
+    assert!(run.lines_starting("SENDING:").is_empty(), "{}", run.log);
+    f.nothing_changed(answered, "192.0.2.40");
+}
+
+#[test]
+fn inadyn_updates_over_https_and_stops_at_an_untrusted_certificate() {
+    let f = Fixture::start_https();
+    let dir = f.dir.path();
+
+    // `ssl = true` with `ca-trust-file`: GnuTLS checks the chain and the name.
+    let cache = inadyn_cache(dir);
+    let conf = inadyn_config(
+        dir,
+        "inadyn.conf",
+        f.https(true),
+        "192.0.2.50",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let run = inadyn(dir, &conf, &cache, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    // A connection per host.
+    assert_eq!(
+        run.lines_containing("Certificate OK").len(),
+        3,
+        "{}",
+        run.log
+    );
+    for host in HOSTS {
+        run.expect(&format!(
+            "Successful alias table update for {host} => new IP# 192.0.2.50"
+        ));
+        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.50"], "{host}");
+    }
+
+    // Without the CA: each provider's first handshake fails, no credentials are sent, and
+    // nothing is cached. A one-shot inadyn exits 0 all the same (2.10): the log and the
+    // untouched cache are what tell.
+    let cache = inadyn_cache(dir);
+    let conf = inadyn_config(
+        dir,
+        "inadyn-untrusting.conf",
+        f.https(false),
+        "192.0.2.51",
+        ACCOUNT_PASSWORD,
+        NAS_PASSWORD,
+    );
+    let answered = f.nic_updates();
+    let run = inadyn(dir, &conf, &cache, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.log);
+    for text in [
+        "The certificate is not trusted.",
+        "SSL handshake with 127.0.0.1 failed: Error in the certificate.",
+    ] {
+        assert_eq!(run.lines_containing(text).len(), 2, "{text}:\n{}", run.log);
+    }
+    for text in [
+        "Sending alias table update",
+        "Successful alias table update",
+    ] {
+        assert!(
+            run.lines_containing(text).is_empty(),
+            "{text}:\n{}",
+            run.log
+        );
+    }
+    for host in HOSTS {
+        let entry = cache.join(format!("{host}.cache"));
+        assert_eq!(
+            std::fs::read_to_string(&entry).expect("cache entry"),
+            "",
+            "{host}"
+        );
+    }
+    f.nothing_changed(answered, "192.0.2.50");
+}
+
 /// A server with the account and its three hosts, and its metrics address.
 struct Fixture {
     dir: tempfile::TempDir,
     server: Server,
     metrics: SocketAddr,
+    /// The test CA's certificate, when the server also listens for HTTPS.
+    ca: Option<PathBuf>,
+}
+
+/// Where a client sends its updates.
+#[derive(Clone, Copy)]
+enum Endpoint<'a> {
+    Http(SocketAddr),
+    /// The HTTPS listener, the client trusting this CA, or (`None`) only the system's store.
+    Https(SocketAddr, Option<&'a Path>),
+}
+
+impl Endpoint<'_> {
+    fn addr(self) -> SocketAddr {
+        match self {
+            Endpoint::Http(addr) | Endpoint::Https(addr, _) => addr,
+        }
+    }
+
+    fn ssl(self) -> bool {
+        matches!(self, Endpoint::Https(..))
+    }
+
+    fn ca(self) -> Option<String> {
+        match self {
+            Endpoint::Https(_, Some(ca)) => Some(ca.to_str().expect("utf-8 path").to_owned()),
+            _ => None,
+        }
+    }
 }
 
 impl Fixture {
     fn start() -> Fixture {
+        Fixture::start_with_tls(false)
+    }
+
+    /// With an HTTPS listener beside the plain one, its certificate signed by a test CA.
+    fn start_https() -> Fixture {
+        Fixture::start_with_tls(true)
+    }
+
+    fn start_with_tls(tls: bool) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config(
-            dir.path(),
-            &format!("metrics_listen = \"127.0.0.1:0\"\n{ROOMY_QUOTAS}"),
-        );
+        let mut settings = "metrics_listen = \"127.0.0.1:0\"\n".to_owned();
+        let ca = tls.then(|| {
+            let pki = Pki::new(dir.path());
+            let (cert, key) = pki.issue("tls", 1);
+            settings.push_str(&format!(
+                "https_listen = \"127.0.0.1:0\"\n[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+            ));
+            pki.ca()
+        });
+        let config = write_config(dir.path(), &format!("{settings}{ROOMY_QUOTAS}"));
         let data = dir.path().join("data");
         let server = Server::start(&data, Some(&config));
         let admin = |args: &[&str], stdin: &str| {
@@ -307,19 +481,36 @@ impl Fixture {
             dir,
             server,
             metrics,
+            ca,
         }
+    }
+
+    fn http(&self) -> Endpoint<'_> {
+        Endpoint::Http(self.server.http)
+    }
+
+    /// The HTTPS listener, to a client that trusts the test CA or not.
+    fn https(&self, trusting: bool) -> Endpoint<'_> {
+        let ca = self.ca.as_deref().expect("started with HTTPS");
+        Endpoint::Https(self.server.ready_field("https"), trusting.then_some(ca))
+    }
+
+    /// The sum of the series from `/metrics` that `pick` takes by name (0 while none was
+    /// counted).
+    fn metric_sum(&self, pick: impl Fn(&str) -> bool) -> u64 {
+        let (status, text) = http_get(self.metrics, "/metrics", &[]);
+        assert_eq!(status, 200);
+        text.lines()
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                pick(name).then(|| value.parse::<f64>().expect("a number") as u64)
+            })
+            .sum()
     }
 
     /// One series' value from `/metrics` (0 while it was never counted).
     fn metric(&self, series: &str) -> u64 {
-        let (status, text) = http_get(self.metrics, "/metrics", &[]);
-        assert_eq!(status, 200);
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse::<f64>().expect("a number") as u64)
-            })
-            .unwrap_or(0)
+        self.metric_sum(|name| name == series)
     }
 
     /// Appends acknowledged by the log (recorded before the reply is sent).
@@ -332,6 +523,24 @@ impl Fixture {
         self.metric(&format!(
             "ddns_ingest_replies_total{{path=\"nic_update\",code=\"{code}\"}}"
         ))
+    }
+
+    /// `/nic/update` requests answered, whatever the reply.
+    fn nic_updates(&self) -> u64 {
+        self.metric_sum(|name| name.starts_with("ddns_ingest_replies_total{path=\"nic_update\","))
+    }
+
+    /// No `/nic/update` reached the server since it had answered `answered`, and every host
+    /// still has `address`.
+    fn nothing_changed(&self, answered: u64, address: &str) {
+        assert_eq!(
+            self.nic_updates(),
+            answered,
+            "no request reached the server"
+        );
+        for host in HOSTS {
+            assert_eq!(self.server.dig_short(&[host, "A"]), [address], "{host}");
+        }
     }
 
     /// Runs `repeat`, a client sending every host's current address again: each host is
@@ -417,23 +626,28 @@ fn write_private(path: &Path, text: &str) {
         .expect("config written");
 }
 
-/// A ddclient config: dyndns2 over plain HTTP to `server`, the address from `address`, the
-/// account's hosts in one host line (so one request) and the NAS with its host password.
+/// A ddclient config: dyndns2 to `server`, the address from `address`, the account's hosts in
+/// one host line (so one request) and the NAS with its host password.
 fn ddclient_config(
     dir: &Path,
     name: &str,
-    server: SocketAddr,
+    server: Endpoint,
     address: &str,
     account_password: &str,
     nas_password: &str,
 ) -> PathBuf {
     let path = dir.join(name);
+    let ssl = match server.ca() {
+        Some(ca) => format!("ssl=yes\nssl_ca_file={ca}"),
+        None if server.ssl() => "ssl=yes".to_owned(),
+        None => "ssl=no".to_owned(),
+    };
     write_private(
         &path,
         &format!(
             "protocol=dyndns2\n\
-             server={server}\n\
-             ssl=no\n\
+             server={}\n\
+             {ssl}\n\
              {address}\n\
              login={ACCOUNT}\n\
              password='{account_password}'\n\
@@ -441,7 +655,9 @@ fn ddclient_config(
              login={NAS}\n\
              password='{nas_password}'\n\
              {NAS}\n",
-            CAMS[0], CAMS[1]
+            server.addr(),
+            CAMS[0],
+            CAMS[1]
         ),
     );
     path
@@ -469,24 +685,25 @@ fn ddclient(dir: &Path, config: &Path, cache: &str, extra: &[&str]) -> Run {
     run(dir, "ddclient", &args)
 }
 
-/// An inadyn config: two custom providers (dyndns2 over plain HTTP to `server`), the account
-/// with its two hosts and the NAS with its host password; the address from a checkip command.
+/// An inadyn config: two custom providers (dyndns2 to `server`), the account with its two hosts
+/// and the NAS with its host password; the address from a checkip command.
 fn inadyn_config(
     dir: &Path,
     name: &str,
-    server: SocketAddr,
+    server: Endpoint,
     address: &str,
     account_password: &str,
     nas_password: &str,
 ) -> PathBuf {
     let path = dir.join(name);
+    let (ssl, addr) = (server.ssl(), server.addr());
     let provider = |title: &str, user: &str, password: &str, hosts: &str| {
         format!(
             "custom {title} {{\n\
-             \x20   ssl = false\n\
+             \x20   ssl = {ssl}\n\
              \x20   username = \"{user}\"\n\
              \x20   password = \"{password}\"\n\
-             \x20   ddns-server = \"{server}\"\n\
+             \x20   ddns-server = \"{addr}\"\n\
              \x20   ddns-path = \"/nic/update?hostname=%h&myip=%i\"\n\
              \x20   checkip-command = \"echo {address}\"\n\
              \x20   hostname = {{ {hosts} }}\n\
@@ -497,7 +714,10 @@ fn inadyn_config(
     write_private(
         &path,
         &format!(
-            "allow-ipv6 = true\n{}{}",
+            "allow-ipv6 = true\n{}{}{}",
+            server
+                .ca()
+                .map_or(String::new(), |ca| format!("ca-trust-file = \"{ca}\"\n")),
             provider("ddnsd:account", ACCOUNT, account_password, &cams),
             provider("ddnsd:host", NAS, nas_password, &format!("\"{NAS}\"")),
         ),

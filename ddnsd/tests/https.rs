@@ -6,88 +6,29 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ROOMY_QUOTAS, Server, write_config};
+use common::{Pki, ROOMY_QUOTAS, Server, write_config};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 
-/// `openssl req` options for a new ECDSA P-256 key, unencrypted.
-const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-
-/// A CA, and server certificates for `localhost` and 127.0.0.1 that it signs.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let pki = Pki {
-            dir: dir.to_owned(),
-        };
-        pki.openssl(&format!(
-            "req -x509 {EC_KEY} -keyout ca.key -out ca.pem -days 2 -subj /CN=ddnsd-test-CA"
-        ));
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("written");
-        pki
+/// A rustls client that trusts the CA, resuming sessions as rustls does by default.
+fn rustls_client(pki: &Pki) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.ca()).expect("CA read") {
+        roots.add(cert.expect("CA parses")).expect("CA added");
     }
-
-    /// `openssl ARGS` in the PKI's directory (no argument holds a space).
-    fn openssl(&self, args: &str) {
-        let out = Command::new("openssl")
-            .args(args.split_whitespace())
-            .current_dir(&self.dir)
-            .output()
-            .expect("openssl runs (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A new key and a certificate with `serial`: `name.pem` and `name.key`.
-    fn issue(&self, name: &str, serial: u32) -> (PathBuf, PathBuf) {
-        self.openssl(&format!(
-            "req {EC_KEY} -keyout {name}.key -out {name}.csr -subj /CN=localhost"
-        ));
-        self.openssl(&format!(
-            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -set_serial {serial} -days 1 \
-             -extfile server.ext -out {name}.pem"
-        ));
-        (
-            self.dir.join(format!("{name}.pem")),
-            self.dir.join(format!("{name}.key")),
-        )
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// A rustls client that trusts the CA, resuming sessions as rustls does by default.
-    fn client(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.ca()).expect("CA read") {
-            roots.add(cert.expect("CA parses")).expect("CA added");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 fn der(pem: &Path) -> CertificateDer<'static> {
@@ -172,18 +113,6 @@ fn curl(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The address a field of the ready line names.
-fn ready_field(server: &Server, name: &str) -> SocketAddr {
-    let line = server
-        .log
-        .iter()
-        .find(|l| l.contains("ddnsd ready:"))
-        .expect("a ready line");
-    let start = line.find(&format!(" {name}=")).expect("the field") + name.len() + 2;
-    let end = line[start..].find(' ').map_or(line.len(), |e| start + e);
-    line[start..end].parse().expect("an address")
-}
-
 /// Waits (at most 30 s) for a log line containing `text`, after the first `seen` lines.
 fn wait_for_log(server: &mut Server, seen: usize, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -220,7 +149,7 @@ fn https_serves_devices_and_the_portal_and_reloads_on_sighup() {
     );
     let data = dir.path().join("data");
     let mut server = Server::start(&data, Some(&config));
-    let https = ready_field(&server, "https");
+    let https = server.ready_field("https");
     let portal = server.portal.expect("a portal");
     let ca = pki.ca();
     let ca = ca.to_str().expect("utf-8");
@@ -268,7 +197,7 @@ fn https_serves_devices_and_the_portal_and_reloads_on_sighup() {
     );
 
     // Sessions resume (a device's next poll skips the full handshake).
-    let client = pki.client();
+    let client = rustls_client(&pki);
     let mut kept = Client::connect(&client, https);
     assert_eq!(kept.peer_certificate(), der(&first_cert));
     assert_eq!(kept.get("/ipdetect.aspx"), (200, "127.0.0.1".to_owned()));
@@ -283,7 +212,7 @@ fn https_serves_devices_and_the_portal_and_reloads_on_sighup() {
     let seen = server.drain_log().len();
     sighup(&server);
     wait_for_log(&mut server, seen, "reloaded the TLS certificate");
-    let fresh = pki.client();
+    let fresh = rustls_client(&pki);
     let mut new = Client::connect(&fresh, https);
     assert_eq!(new.peer_certificate(), der(&second_cert));
     assert_eq!(new.get("/ipdetect.aspx").0, 200);
@@ -298,7 +227,7 @@ fn https_serves_devices_and_the_portal_and_reloads_on_sighup() {
     let seen = server.drain_log().len();
     sighup(&server);
     wait_for_log(&mut server, seen, "did not load");
-    let mut after = Client::connect(&pki.client(), https);
+    let mut after = Client::connect(&rustls_client(&pki), https);
     assert_eq!(after.peer_certificate(), der(&second_cert));
     assert_eq!(after.get("/ipdetect.aspx").0, 200);
     // A key that is not the certificate's is refused the same way.

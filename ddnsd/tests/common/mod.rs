@@ -147,6 +147,18 @@ impl Server {
         dig(self.dns, args)
     }
 
+    /// The address a field of the ready line names (`https`, `portal`, …).
+    pub fn ready_field(&self, name: &str) -> SocketAddr {
+        let line = self
+            .log
+            .iter()
+            .find(|l| l.contains("ddnsd ready:"))
+            .expect("a ready line");
+        let start = line.find(&format!(" {name}=")).expect("the field") + name.len() + 2;
+        let end = line[start..].find(' ').map_or(line.len(), |e| start + e);
+        line[start..end].parse().expect("an address")
+    }
+
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -287,4 +299,65 @@ pub fn admin_command(
         .write_all(stdin.as_bytes())
         .expect("stdin written");
     child.wait_with_output().expect("ddnsd finishes")
+}
+
+/// `openssl req` options for a new ECDSA P-256 key, unencrypted.
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+
+/// A test CA made by Debian's `openssl` in a directory, and server certificates for `localhost`
+/// and 127.0.0.1 that it signs.
+pub struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        let pki = Pki {
+            dir: dir.to_owned(),
+        };
+        pki.openssl(&format!(
+            "req -x509 {EC_KEY} -keyout ca.key -out ca.pem -days 2 -subj /CN=ddnsd-test-CA"
+        ));
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("written");
+        pki
+    }
+
+    /// `openssl ARGS` in the PKI's directory (no argument holds a space).
+    fn openssl(&self, args: &str) {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new key and a certificate with `serial`: `name.pem` and `name.key`.
+    pub fn issue(&self, name: &str, serial: u32) -> (PathBuf, PathBuf) {
+        self.openssl(&format!(
+            "req {EC_KEY} -keyout {name}.key -out {name}.csr -subj /CN=localhost"
+        ));
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -set_serial {serial} -days 1 \
+             -extfile server.ext -out {name}.pem"
+        ));
+        (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        )
+    }
+
+    /// The CA's certificate, for clients to trust.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
 }
