@@ -440,7 +440,11 @@ async fn an_append_that_fails_is_12_or_16_and_acknowledges_nothing() {
     };
     let payload = Bytes::from(ddns_core::encode_event(&event).expect("encodes"));
     mem.append(event.key(), payload).await.expect("appended");
-    let h = harness_with(IngestConfig::default(), Arc::new(BrokenLog(mem))).await;
+    let h = harness_with(
+        IngestConfig::default(),
+        Arc::new(BrokenLog(mem, Fault::Append)),
+    )
+    .await;
     h.view
         .wait_applied(&LogPosition::from_offsets(vec![1]))
         .await;

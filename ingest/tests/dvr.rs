@@ -188,7 +188,7 @@ async fn an_append_that_fails_is_err_5_and_acknowledges_nothing() {
     let working = harness_with(lenient(), Arc::new(mem.clone())).await;
     with_host(&working, "abc").await;
     drop(working);
-    let h = harness_with(lenient(), Arc::new(BrokenLog(mem))).await;
+    let h = harness_with(lenient(), Arc::new(BrokenLog(mem, Fault::Append))).await;
     let end = h.log.end().await.expect("end");
     h.view.wait_applied(&end).await;
     let uri = format!("/dvr/update?host={HOST}&pw=abc&ip=192.0.2.1");

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use common::*;
 use ddns_core::{AccountId, EventBody, Fqdn, HostAddrs};
 use ddns_ingest::{FloodConfig, IngestConfig};
-use ddns_log::MemLog;
+use ddns_log::{EventLog, MemLog};
 use ddns_projector::Committer;
 
 const UA: (&str, &str) = ("user-agent", "ddclient/3.10.0");
@@ -263,7 +263,7 @@ async fn an_append_that_fails_is_dnserr_and_acknowledges_nothing() {
     let working = harness_with(config(100), Arc::new(mem.clone())).await;
     provision(&working, "account pw", &[("dvr", None, "xyz")]).await;
     drop(working);
-    let h = harness_with(config(100), Arc::new(BrokenLog(mem))).await;
+    let h = harness_with(config(100), Arc::new(BrokenLog(mem, Fault::Append))).await;
     let end = h.log.end().await.expect("end");
     h.view.wait_applied(&end).await;
     let uri = "/nic/update?hostname=dvr.dyn.example&myip=192.0.2.1";
@@ -294,4 +294,20 @@ async fn a_hosts_update_token_is_its_password_for_that_host_only() {
     assert_eq!(h.get_with(&other, &[UA]).await.1, "badauth\n");
     revoke_token(&h, "dvr.dyn.example", &token.id, 901).await;
     assert_eq!(h.get_with(&uri, &[UA]).await.1, "badauth\nbadauth\n");
+}
+
+#[tokio::test]
+async fn a_shared_log_that_cannot_be_caught_up_with_is_dnserr_not_badauth() {
+    let mem = MemLog::new(2);
+    let working = harness_with(config(100), Arc::new(mem.clone())).await;
+    provision(&working, "account pw", &[("dvr", None, "xyz")]).await;
+    drop(working);
+    let h = harness_with(config(100), Arc::new(BrokenLog(mem.clone(), Fault::End))).await;
+    h.view.wait_applied(&mem.end().await.expect("end")).await;
+    let uri = "/nic/update?hostname=dvr.dyn.example&myip=192.0.2.1";
+    assert_eq!(h.get_with(uri, &[UA, BRIAN]).await.1, "dnserr\n");
+    assert!(addrs(&h, "dvr.dyn.example").is_none());
+    // The DVR protocol says the same: server error, nothing acknowledged.
+    let dvr = "/dvr/update?host=dvr.dyn.example&pw=xyz&ip=192.0.2.1";
+    assert_eq!(h.get(dvr).await, "ERR 0x80008005");
 }

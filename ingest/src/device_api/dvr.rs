@@ -68,6 +68,8 @@ struct Known {
     password_hash: String,
     /// Its update tokens' stored forms.
     tokens: Vec<String>,
+    /// The requested address is already its address and it shows OK: nothing to change.
+    current: bool,
 }
 
 impl DeviceApi {
@@ -81,12 +83,25 @@ impl DeviceApi {
         let Ok(fqdn) = Fqdn::parse(params.get("host").unwrap_or_default()) else {
             return answer(DvrReply::NoSuchHost);
         };
+        // Not an address a host may have: refused once the password is checked.
+        let addr = match params.get("ip").map(str::trim) {
+            None | Some("") => Some(source),
+            Some(text) => text
+                .parse::<IpAddr>()
+                .ok()
+                .map(|a| a.to_canonical())
+                .filter(|a| usable(*a)),
+        };
+        // One read of the fold (on a shared log, one catch-up) for the whole request.
         let found = self.committer.known(|state| {
             Some(match state.account_host(&fqdn) {
                 Some(host) => Ok(Known {
                     zone: host.zone.clone(),
                     password_hash: host.password_hash.clone(),
                     tokens: host.tokens.iter().map(|t| t.hash.clone()).collect(),
+                    current: addr.is_some_and(|a| {
+                        host.status == HostStatus::Ok && host.addrs().of_family(a) == Some(a)
+                    }),
                 }),
                 None => Err(DvrReply::NoSuchHost),
             })
@@ -104,25 +119,11 @@ impl DeviceApi {
                 return answer(reply);
             }
         }
-        let addr = match params.get("ip").map(str::trim) {
-            None | Some("") => Some(source),
-            Some(text) => text
-                .parse::<IpAddr>()
-                .ok()
-                .map(|a| a.to_canonical())
-                .filter(|a| usable(*a)),
-        };
         let Some(addr) = addr else {
             self.set_status(&host.zone, &fqdn, HostStatus::Error).await;
             return answer(DvrReply::InvalidIp);
         };
-        // Nothing to change: the address is current and the host already shows OK.
-        let current = self.committer.known(|state| {
-            let host = state.account_host(&fqdn)?;
-            (host.status == HostStatus::Ok && host.addrs().of_family(addr) == Some(addr))
-                .then_some(())
-        });
-        if current.await.is_some() {
+        if host.current {
             return answer(DvrReply::Act);
         }
         if !self.flood.allow_device("@host", fqdn.as_str()) {

@@ -170,7 +170,18 @@ pub fn enc(s: &str) -> String {
         .collect()
 }
 
-pub struct BrokenLog(pub MemLog);
+/// What a [`BrokenLog`] cannot do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every append fails: nothing can be made durable.
+    Append,
+    /// A log shared with other nodes whose end cannot be read: this node cannot catch up
+    /// before answering from its state.
+    End,
+}
+
+/// A [`MemLog`] (folded as it is) with one fault.
+pub struct BrokenLog(pub MemLog, pub Fault);
 
 #[async_trait]
 impl EventLog for BrokenLog {
@@ -181,13 +192,21 @@ impl EventLog for BrokenLog {
         self.0.identity()
     }
     fn shared(&self) -> bool {
-        false
+        self.1 == Fault::End
     }
-    async fn append(&self, _key: &[u8], _payload: Bytes) -> Result<Appended, AppendError> {
-        Err(AppendError::Closed)
+    async fn append(&self, key: &[u8], payload: Bytes) -> Result<Appended, AppendError> {
+        match self.1 {
+            Fault::Append => Err(AppendError::Closed),
+            Fault::End => self.0.append(key, payload).await,
+        }
     }
     async fn end(&self) -> Result<LogPosition, ReadError> {
-        self.0.end().await
+        match self.1 {
+            Fault::Append => self.0.end().await,
+            Fault::End => Err(ReadError::Io(std::io::Error::other(
+                "the broker is unreachable",
+            ))),
+        }
     }
     async fn reader(&self, from: &LogPosition) -> Result<Box<dyn LogReader>, ReadError> {
         self.0.reader(from).await
