@@ -31,6 +31,10 @@ pub struct DeviceId {
     pub mac: String,
 }
 
+/// Most ACME challenge values a host publishes at once (a name and its wildcard, for a few
+/// orders in flight); a new one past this replaces the oldest.
+pub const ACME_TXT_MAX: usize = 8;
+
 /// The vendor of the owner of imported hosts (`ddnsd import`). Vendor names in the
 /// configuration are letters, digits, `-` and `_`, so no device can ever have this vendor.
 pub const IMPORT_VENDOR: &str = "@import";
@@ -246,6 +250,31 @@ pub enum EventBody {
         /// The token's public id.
         token_id: String,
     },
+    /// An ACME DNS-01 challenge value is published as a TXT record of `_acme-challenge.FQDN`
+    /// (several at once: a name and its wildcard validate two; the oldest goes past
+    /// [`ACME_TXT_MAX`]).
+    HostTxtSet {
+        /// The zone.
+        zone: Fqdn,
+        /// The host.
+        fqdn: Fqdn,
+        /// The value (1–255 visible ASCII characters, as ingest checked it).
+        value: String,
+        /// The owner when an account's credentials asked (checked by the fold); absent when the
+        /// host's own did.
+        account: Option<AccountId>,
+    },
+    /// One challenge value of the host, or all of them, is withdrawn.
+    HostTxtCleared {
+        /// The zone.
+        zone: Fqdn,
+        /// The host.
+        fqdn: Fqdn,
+        /// The value to withdraw; absent: every value.
+        value: Option<String>,
+        /// As in [`EventBody::HostTxtSet`].
+        account: Option<AccountId>,
+    },
     /// The host is marked abusive (its client kept sending updates that changed nothing: it
     /// is answered `abuse` from then on), or its owner cleared the mark.
     HostAbuseChanged {
@@ -287,7 +316,9 @@ impl Event {
             | EventBody::HostStatusChanged { zone, .. }
             | EventBody::HostAbuseChanged { zone, .. }
             | EventBody::HostTokenAdded { zone, .. }
-            | EventBody::HostTokenRevoked { zone, .. } => Some(zone),
+            | EventBody::HostTokenRevoked { zone, .. }
+            | EventBody::HostTxtSet { zone, .. }
+            | EventBody::HostTxtCleared { zone, .. } => Some(zone),
             EventBody::AccountCreated { .. }
             | EventBody::AccountPasswordChanged { .. }
             | EventBody::AccountRemoved { .. } => None,

@@ -21,7 +21,7 @@ pub use codec::{
     encode_device, encode_event, encode_people_entry, encode_people_key,
 };
 pub use event::{
-    ACCOUNTS_KEY, AccountId, DeviceId, Event, EventBody, EventId, Fields, HostStatus,
+    ACCOUNTS_KEY, ACME_TXT_MAX, AccountId, DeviceId, Event, EventBody, EventId, Fields, HostStatus,
     IMPORT_VENDOR, import_owner,
 };
 pub use fold::{
@@ -30,5 +30,5 @@ pub use fold::{
 };
 pub use names::{Fqdn, Label, NameError};
 pub use reply::Reply;
-pub use zone::{HostAddrs, LiveZone, Lookup, ZoneApex, normalize};
+pub use zone::{HostAddrs, LiveZone, Lookup, TxtValues, ZoneApex, normalize};
 pub use zonefile::{AddressRecord, ZoneFileError, ZoneFileReader};

@@ -346,6 +346,115 @@ fn the_server_marks_a_host_abusive_and_only_its_owner_clears_it() {
     assert!(!abusive(&state));
 }
 
+fn txt(id: u128, value: Option<&str>, set: bool, account: Option<u128>) -> Event {
+    let (zone, fqdn, account) = (zone(), name("dvr.dyn.example"), account.map(AccountId));
+    let body = match (set, value) {
+        (true, Some(value)) => EventBody::HostTxtSet {
+            zone,
+            fqdn,
+            value: value.into(),
+            account,
+        },
+        (true, None) => unreachable!("a set has a value"),
+        (false, value) => EventBody::HostTxtCleared {
+            zone,
+            fqdn,
+            value: value.map(Into::into),
+            account,
+        },
+    };
+    ev(id, body)
+}
+
+#[test]
+fn acme_values_are_set_and_cleared_by_the_host_or_its_owner_only() {
+    let mut state = State::new();
+    state.apply(&host(1, 9, None, "dvr"));
+    let dvr = name("dvr.dyn.example");
+    let values = |s: &State| s.acme_txt(&dvr).to_vec();
+
+    let applied = state.apply(&txt(2, Some("a"), true, None));
+    assert_eq!(applied.outcome, Outcome::Modified);
+    assert_eq!(applied.changed_names, std::slice::from_ref(&dvr), "DNS changes below it");
+    assert_eq!(
+        state.apply(&txt(3, Some("b"), true, Some(9))).outcome,
+        Outcome::Modified
+    );
+    assert_eq!(
+        state.apply(&txt(4, Some("a"), true, None)).outcome,
+        Outcome::NoChange
+    );
+    assert_eq!(
+        state.apply(&txt(5, Some("c"), true, Some(8))).outcome,
+        Outcome::NotFound,
+        "another account"
+    );
+    assert_eq!(values(&state), ["a", "b"]);
+    assert_eq!(state.addrs(&dvr), None, "no address came with them");
+
+    // Past the cap the oldest goes.
+    for i in 0..ddns_core::ACME_TXT_MAX {
+        state.apply(&txt(10 + i as u128, Some(&format!("n{i}")), true, None));
+    }
+    let kept = values(&state);
+    assert_eq!(kept.len(), ddns_core::ACME_TXT_MAX);
+    assert_eq!(kept.first().map(String::as_str), Some("n0"));
+
+    // The values survive a restart.
+    assert_eq!(restart(&state).acme_txt(&dvr), &kept[..]);
+
+    // Cleared by value, then all at once; clearing nothing changes nothing.
+    assert_eq!(
+        state.apply(&txt(30, Some("n0"), false, Some(9))).outcome,
+        Outcome::Modified
+    );
+    assert_eq!(
+        state.apply(&txt(31, Some("n0"), false, None)).outcome,
+        Outcome::NoChange
+    );
+    assert_eq!(
+        state.apply(&txt(32, None, false, Some(8))).outcome,
+        Outcome::NotFound
+    );
+    let applied = state.apply(&txt(33, None, false, None));
+    assert_eq!(applied.outcome, Outcome::Modified);
+    assert_eq!(applied.changed_names, std::slice::from_ref(&dvr));
+    assert!(values(&state).is_empty());
+    assert_eq!(
+        state.apply(&txt(34, None, false, None)).outcome,
+        Outcome::NoChange
+    );
+
+    // Removing a host with values reports its name, so DNS drops them.
+    state.apply(&txt(40, Some("last"), true, None));
+    let removal = ev(
+        41,
+        EventBody::HostRemoved {
+            zone: zone(),
+            account: AccountId(9),
+            fqdn: dvr.clone(),
+        },
+    );
+    assert_eq!(state.apply(&removal).changed_names, std::slice::from_ref(&dvr));
+    assert!(state.acme_txt(&dvr).is_empty());
+}
+
+#[test]
+fn a_host_entry_of_the_first_snapshot_version_reads_with_no_acme_values() {
+    let mut state = State::new();
+    state.apply(&host(1, 9, None, "dvr"));
+    let key = PeopleKey::Host(name("dvr.dyn.example"));
+    let entry = state.people_entry(&key).expect("the host's entry");
+    let mut bytes = encode_people_entry(&entry).expect("encodes");
+    assert_eq!(bytes[0], 2, "the current version");
+    assert_eq!(bytes.pop(), Some(0), "it ends with no ACME values");
+    bytes[0] = 1;
+    assert_eq!(decode_people_entry(&key, &bytes), Ok(entry.clone()));
+    // Version 2 without its count is cut short.
+    bytes[0] = 2;
+    assert!(decode_people_entry(&key, &bytes).is_err());
+}
+
 #[test]
 fn a_release_removes_the_accounts_names_and_refuses_later_ones() {
     let mut state = State::new();
@@ -399,6 +508,23 @@ fn golden_bytes_of_people_events() {
     golden.extend_from_slice(b"\x00\x0bdyn.example\x00\x0dh.dyn.example\x04\xc0\x00\x02\x01\x00");
     assert_eq!(encode_event(&set).expect("encodes"), golden);
     assert_eq!(decode_event(&golden), Ok(set));
+
+    let set = txt(4, Some("tok"), true, Some(9));
+    let mut golden = vec![2, 19];
+    golden.extend_from_slice(&4u128.to_be_bytes());
+    golden.extend_from_slice(&1_004u64.to_be_bytes());
+    golden.extend_from_slice(b"\x00\x0bdyn.example\x00\x0fdvr.dyn.example\x00\x03tok\x01");
+    golden.extend_from_slice(&9u128.to_be_bytes());
+    assert_eq!(encode_event(&set).expect("encodes"), golden);
+    assert_eq!(decode_event(&golden), Ok(set));
+
+    let cleared = txt(5, None, false, None);
+    let mut golden = vec![2, 20];
+    golden.extend_from_slice(&5u128.to_be_bytes());
+    golden.extend_from_slice(&1_005u64.to_be_bytes());
+    golden.extend_from_slice(b"\x00\x0bdyn.example\x00\x0fdvr.dyn.example\x00\x00");
+    assert_eq!(encode_event(&cleared).expect("encodes"), golden);
+    assert_eq!(decode_event(&golden), Ok(cleared));
 
     // A people kind under version 1, or a device kind under version 2, is refused.
     let mut wrong = golden.clone();
@@ -478,6 +604,33 @@ fn every_people_event() -> Vec<Event> {
                 account: AccountId(1),
                 fqdn: name("cam.brian.dyn.example"),
                 token_id: "k1".into(),
+            },
+        ),
+        ev(
+            17,
+            EventBody::HostTxtSet {
+                zone: zone(),
+                fqdn: name("cam.brian.dyn.example"),
+                value: "challenge-1".into(),
+                account: None,
+            },
+        ),
+        ev(
+            18,
+            EventBody::HostTxtCleared {
+                zone: zone(),
+                fqdn: name("cam.brian.dyn.example"),
+                value: Some("challenge-1".into()),
+                account: Some(AccountId(1)),
+            },
+        ),
+        ev(
+            19,
+            EventBody::HostTxtCleared {
+                zone: zone(),
+                fqdn: name("cam.brian.dyn.example"),
+                value: None,
+                account: None,
             },
         ),
         ev(

@@ -15,7 +15,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder,
@@ -237,6 +237,16 @@ impl Responder {
                 }
                 _ => reply.authorities.push(self.negative_soa(apex)),
             },
+            Lookup::Host(apex, _) if qtype == RecordType::TXT => {
+                // ACME challenge values (`_acme-challenge.<host>`), one record each.
+                match self.zone.txt_wire(key) {
+                    Some(values) => reply.answers.extend(values.iter().map(|value| {
+                        let txt = TXT::new(vec![value.to_string()]);
+                        Record::from_rdata(qname.clone(), apex.host_ttl_secs, RData::TXT(txt))
+                    })),
+                    None => reply.authorities.push(self.negative_soa(apex)),
+                }
+            }
             Lookup::Host(apex, addrs) => {
                 let data = match qtype {
                     RecordType::A => addrs.v4.map(|v4| RData::A(A(v4))),
@@ -614,6 +624,34 @@ mod tests {
         assert_nodata(&ask(&query("cam.dyn.example.", RecordType::TXT)));
         assert_nodata(&ask(&query("dyn.example.", RecordType::A)));
         assert_nodata(&ask(&query("dyn.example.", RecordType::AAAA)));
+    }
+
+    #[test]
+    fn acme_challenge_values_are_txt_records_below_their_host() {
+        let zone = zone();
+        zone.set_acme_txt(&fqdn("cam.dyn.example"), &["one".into(), "two two".into()]);
+        let responder = Responder::new(zone);
+        let ask = |qname: &str, qtype| ask_over(&responder, &query(qname, qtype), Transport::Udp);
+        let reply = ask("_acme-challenge.CAM.dyn.example.", RecordType::TXT);
+        assert_eq!(rcode(&reply), ResponseCode::NoError);
+        assert!(reply.metadata.authoritative);
+        let values: Vec<String> = reply
+            .answers
+            .iter()
+            .map(|record| {
+                assert_eq!(record.ttl, 60, "the host TTL");
+                match &record.data {
+                    RData::TXT(txt) => txt.to_string(),
+                    other => panic!("not a TXT: {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(values, ["one", "two two"]);
+        // The name exists: other types are NODATA; the host has no TXT; elsewhere NXDOMAIN.
+        assert_nodata(&ask("_acme-challenge.cam.dyn.example.", RecordType::A));
+        assert_nodata(&ask("cam.dyn.example.", RecordType::TXT));
+        let nx = ask("_acme-challenge.both.dyn.example.", RecordType::TXT);
+        assert_eq!(rcode(&nx), ResponseCode::NXDomain);
     }
 
     #[test]

@@ -35,6 +35,7 @@ const MAX_NAME_LEN: usize = 255;
 const TYPE_A: u16 = 1;
 const TYPE_NS: u16 = 2;
 const TYPE_SOA: u16 = 6;
+const TYPE_TXT: u16 = 16;
 const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
 const TYPE_IXFR: u16 = 251;
@@ -257,6 +258,8 @@ impl FastPath {
                 let apex = self.apex_wire(apex);
                 self.write(buf, &query, RCODE_NOERROR, true, Section::Soa(apex))
             }
+            // ACME challenge values are few and rare: the slow path answers them.
+            Lookup::Host(..) if query.qtype == TYPE_TXT => Fast::Slow,
             Lookup::Host(apex, addrs) => {
                 let apex_wire = self.apex_wire(apex);
                 let section = match host_data(query.qtype, addrs) {
@@ -959,6 +962,20 @@ mod tests {
             panic!("{difference}");
         }
         Some(buf[..len].to_vec())
+    }
+
+    #[test]
+    fn txt_at_a_name_in_the_zone_goes_the_slow_way() {
+        let zone = small_zone();
+        zone.set_acme_txt(&fqdn("cam.dyn.example"), &["value".into()]);
+        for name in ["_acme-challenge.cam.dyn.example", "cam.dyn.example"] {
+            let query = dig_query(name, TYPE_TXT);
+            assert_eq!(fast_reply(&zone, &query), None, "{name}");
+        }
+        // A for the challenge name is NODATA, answered fast and as the slow path does.
+        let query = dig_query("_acme-challenge.cam.dyn.example", TYPE_A);
+        let reply = fast_reply(&zone, &query).expect("answered fast");
+        assert_eq!(reply[3] & 0x0f, RCODE_NOERROR);
     }
 
     #[test]

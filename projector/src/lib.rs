@@ -97,10 +97,11 @@ impl Projector {
                 state.restore(id, device);
             }
             Stored::People(key, entry) => {
-                if let (PeopleKey::Host(name), PeopleEntry::Host(host)) = (&key, &entry)
-                    && !host.addrs().is_empty()
-                {
-                    zone.set(name, host.addrs());
+                if let (PeopleKey::Host(name), PeopleEntry::Host(host)) = (&key, &entry) {
+                    if !host.addrs().is_empty() {
+                        zone.set(name, host.addrs());
+                    }
+                    zone.set_acme_txt(name, &host.acme_txt);
                 }
                 state.restore_people(key, entry);
             }

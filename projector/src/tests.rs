@@ -297,7 +297,18 @@ async fn accounts_groups_and_hosts_survive_a_restart_in_state_and_zone() {
                 account: None,
             },
         ),
+        ev(
+            5,
+            EventBody::HostTxtSet {
+                zone: apex.clone(),
+                fqdn: host.clone(),
+                value: "acme-value".into(),
+                account: Some(AccountId(1)),
+            },
+        ),
     ];
+    let challenge = b"\x0f_acme-challenge\x03cam\x05brian\x03dyn\x07example\x00";
+    let txt = |zone: &LiveZone| zone.txt_wire(challenge).map(|v| v.to_vec());
     {
         let projector = Projector::open(dir.path(), zone(), log.clone()).expect("opens");
         let view = projector.view();
@@ -312,9 +323,11 @@ async fn accounts_groups_and_hosts_survive_a_restart_in_state_and_zone() {
                 Outcome::Done,
                 Outcome::Created(Fqdn::parse("brian.dyn.example").expect("valid")),
                 Outcome::Created(host.clone()),
+                Outcome::Modified,
                 Outcome::Modified
             ]
         );
+        assert_eq!(txt(view.zone()), Some(vec!["acme-value".into()]));
         assert_eq!(
             v4(view.zone(), "cam.brian.dyn.example"),
             Some("192.0.2.44".parse().expect("valid"))
@@ -324,7 +337,12 @@ async fn accounts_groups_and_hosts_survive_a_restart_in_state_and_zone() {
     }
     let zone = zone();
     let projector = Projector::open(dir.path(), zone.clone(), log.clone()).expect("reopens");
-    assert_eq!(projector.position().total(), 4, "nothing left to replay");
+    assert_eq!(projector.position().total(), 5, "nothing left to replay");
+    assert_eq!(
+        txt(&zone),
+        Some(vec!["acme-value".into()]),
+        "from the snapshot"
+    );
     assert_eq!(
         v4(&zone, "cam.brian.dyn.example"),
         Some("192.0.2.44".parse().expect("valid"))

@@ -49,6 +49,7 @@ impl Shared {
                 Some(addrs) => self.zone.set(name, addrs),
                 None => self.zone.remove(name),
             }
+            self.zone.set_acme_txt(name, state.acme_txt(name));
         }
         applied
     }

@@ -18,13 +18,16 @@
 //! kind 16 HostAbuseChanged:       str zone, str fqdn, u8 abusive (0 or 1), opt id account
 //! kind 17 HostTokenAdded:         str zone, id account, str fqdn, str token_id, str hash
 //! kind 18 HostTokenRevoked:       str zone, id account, str fqdn, str token_id
+//! kind 19 HostTxtSet:             str zone, str fqdn, str value, opt id account
+//! kind 20 HostTxtCleared:         str zone, str fqdn, opt str value, opt id account
 //! ```
 //!
-//! A snapshot entry's key is a kind byte and its identity; its value is a version byte (1), and
+//! A snapshot entry's key is a kind byte and its identity; its value is a version byte (2), and
 //! for an account `id, str user_id, str email, str password_hash, u64 created_ms`; for a group
 //! `str zone, id account, u64 created_ms`; for a host `str zone, id account, opt str group,
 //! str password_hash, opt u16 port, opt v4, opt v6, status, u8 abusive, u64 created_ms,
-//! opt u64 updated_ms, u16 token count, (str id, str hash, u64 created_ms) per token`;
+//! opt u64 updated_ms, u16 token count, (str id, str hash, u64 created_ms) per token,
+//! u8 txt count, str per ACME TXT value` (version 1 ends before the TXT values: none);
 //! for a removal or a release, nothing more.
 //!
 //! ```text
@@ -53,8 +56,12 @@ const KIND_HOST_STATUS_CHANGED: u8 = 15;
 const KIND_HOST_ABUSE_CHANGED: u8 = 16;
 const KIND_HOST_TOKEN_ADDED: u8 = 17;
 const KIND_HOST_TOKEN_REVOKED: u8 = 18;
+const KIND_HOST_TXT_SET: u8 = 19;
+const KIND_HOST_TXT_CLEARED: u8 = 20;
 
-const ENTRY_VERSION: u8 = 1;
+const ENTRY_VERSION: u8 = 2;
+/// Entries before hosts had ACME TXT values; still read.
+const ENTRY_VERSION_1: u8 = 1;
 const KEY_ACCOUNT: u8 = 1;
 const KEY_REMOVED: u8 = 2;
 const KEY_GROUP: u8 = 3;
@@ -62,7 +69,7 @@ const KEY_HOST: u8 = 4;
 const KEY_RELEASED: u8 = 5;
 
 pub(super) fn is_kind(kind: u8) -> bool {
-    (KIND_ACCOUNT_CREATED..=KIND_HOST_TOKEN_REVOKED).contains(&kind)
+    (KIND_ACCOUNT_CREATED..=KIND_HOST_TXT_CLEARED).contains(&kind)
 }
 
 pub(super) fn kind_of(body: &EventBody) -> u8 {
@@ -81,6 +88,8 @@ pub(super) fn kind_of(body: &EventBody) -> u8 {
         EventBody::HostAbuseChanged { .. } => KIND_HOST_ABUSE_CHANGED,
         EventBody::HostTokenAdded { .. } => KIND_HOST_TOKEN_ADDED,
         EventBody::HostTokenRevoked { .. } => KIND_HOST_TOKEN_REVOKED,
+        EventBody::HostTxtSet { .. } => KIND_HOST_TXT_SET,
+        EventBody::HostTxtCleared { .. } => KIND_HOST_TXT_CLEARED,
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
         | EventBody::DeviceRemove { .. }
@@ -213,6 +222,28 @@ pub(super) fn put_body(out: &mut Vec<u8>, body: &EventBody) -> Result<(), Encode
             put_str(out, fqdn.as_str(), "fqdn")?;
             put_str(out, token_id, "token id")?;
         }
+        EventBody::HostTxtSet {
+            zone,
+            fqdn,
+            value,
+            account,
+        } => {
+            put_str(out, zone.as_str(), "zone")?;
+            put_str(out, fqdn.as_str(), "fqdn")?;
+            put_str(out, value, "txt value")?;
+            put_opt_id(out, *account);
+        }
+        EventBody::HostTxtCleared {
+            zone,
+            fqdn,
+            value,
+            account,
+        } => {
+            put_str(out, zone.as_str(), "zone")?;
+            put_str(out, fqdn.as_str(), "fqdn")?;
+            put_opt_str(out, value.as_deref(), "txt value")?;
+            put_opt_id(out, *account);
+        }
         EventBody::DeviceAdd { .. }
         | EventBody::DeviceUpdate { .. }
         | EventBody::DeviceRemove { .. }
@@ -296,6 +327,18 @@ pub(super) fn body(kind: u8, r: &mut Reader<'_>) -> Result<EventBody, DecodeErro
             account: r.id()?,
             fqdn: r.fqdn()?,
             token_id: r.str()?.into(),
+        },
+        KIND_HOST_TXT_SET => EventBody::HostTxtSet {
+            zone: r.fqdn()?,
+            fqdn: r.fqdn()?,
+            value: r.str()?.into(),
+            account: r.opt(Reader::id)?,
+        },
+        KIND_HOST_TXT_CLEARED => EventBody::HostTxtCleared {
+            zone: r.fqdn()?,
+            fqdn: r.fqdn()?,
+            value: r.opt(|r| Ok(r.str()?.to_owned()))?,
+            account: r.opt(Reader::id)?,
         },
         other => return Err(DecodeError::UnknownKind(other)),
     })
@@ -412,6 +455,12 @@ pub fn encode_people_entry(entry: &PeopleEntry) -> Result<Vec<u8>, EncodeError> 
                 put_str(&mut out, &token.hash, "token hash")?;
                 out.extend_from_slice(&token.created_ms.to_be_bytes());
             }
+            let count = u8::try_from(host.acme_txt.len())
+                .map_err(|_| EncodeError::TooLong("txt values"))?;
+            out.push(count);
+            for value in &host.acme_txt {
+                put_str(&mut out, value, "txt value")?;
+            }
         }
         PeopleEntry::Removed | PeopleEntry::Released => {}
     }
@@ -422,7 +471,7 @@ pub fn encode_people_entry(entry: &PeopleEntry) -> Result<Vec<u8>, EncodeError> 
 pub fn decode_people_entry(key: &PeopleKey, bytes: &[u8]) -> Result<PeopleEntry, DecodeError> {
     let mut r = Reader(bytes);
     let version = r.u8()?;
-    if version != ENTRY_VERSION {
+    if version != ENTRY_VERSION && version != ENTRY_VERSION_1 {
         return Err(DecodeError::UnknownVersion(version));
     }
     let entry = match key {
@@ -460,6 +509,14 @@ pub fn decode_people_entry(key: &PeopleKey, bytes: &[u8]) -> Result<PeopleEntry,
                             created_ms: u64::from_be_bytes(r.array()?),
                         })
                     })
+                    .collect::<Result<_, DecodeError>>()?
+            },
+            acme_txt: if version == ENTRY_VERSION_1 {
+                Vec::new()
+            } else {
+                let count = r.u8()?;
+                (0..count)
+                    .map(|_| Ok(r.str()?.to_owned()))
                     .collect::<Result<_, DecodeError>>()?
             },
         }),

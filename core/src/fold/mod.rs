@@ -107,7 +107,8 @@ pub enum Outcome {
 }
 
 /// What [`State::apply`] did, for the projector: the outcome and every name whose DNS records
-/// changed (look each up in the state: present means set, absent means removed).
+/// changed (look each up in the state: [`State::addrs`] and [`State::acme_txt`]; absent means
+/// removed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     /// The outcome.
@@ -372,6 +373,11 @@ impl State {
                 .map(Host::addrs)
                 .filter(|addrs| !addrs.is_empty()),
         }
+    }
+
+    /// The ACME challenge values published at `_acme-challenge.<name>` (an account's host's).
+    pub fn acme_txt(&self, name: &Fqdn) -> &[String] {
+        self.people.host(name).map_or(&[], |h| &h.acme_txt)
     }
 
     /// The snapshot entry of accounts, groups and hosts under `key`.

@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Applied, Outcome, changed, unchanged};
-use crate::event::{AccountId, EventBody, HostStatus};
+use crate::event::{ACME_TXT_MAX, AccountId, EventBody, HostStatus};
 use crate::names::{Fqdn, Label};
 use crate::zone::HostAddrs;
 
@@ -72,6 +72,8 @@ pub struct Host {
     pub abusive: bool,
     /// Its update tokens, oldest first.
     pub tokens: Vec<HostToken>,
+    /// The ACME DNS-01 challenge values of `_acme-challenge.<host>`, oldest first.
+    pub acme_txt: Vec<String>,
     /// When it was created.
     pub created_ms: u64,
     /// When its device last changed it (none before the first update).
@@ -307,7 +309,7 @@ impl People {
                         keys.push(PeopleKey::Group(name));
                     } else {
                         let host = self.remove_host(*account, &name);
-                        if !host.addrs().is_empty() {
+                        if host.has_records() {
                             names.push(name.clone());
                         }
                         keys.push(PeopleKey::Host(name));
@@ -415,6 +417,7 @@ impl People {
                         status: HostStatus::Standby,
                         abusive: false,
                         tokens: Vec::new(),
+                        acme_txt: Vec::new(),
                         created_ms: at_ms,
                         updated_ms: None,
                     },
@@ -458,10 +461,10 @@ impl People {
                     return nothing(Outcome::NotFound);
                 }
                 let host = self.remove_host(*account, fqdn);
-                let names = if host.addrs().is_empty() {
-                    Vec::new()
-                } else {
+                let names = if host.has_records() {
                     vec![fqdn.clone()]
+                } else {
+                    Vec::new()
                 };
                 touched(
                     changed(Outcome::Removed, names),
@@ -474,11 +477,7 @@ impl People {
                 addr,
                 account,
             } => {
-                let Some(host) = self
-                    .hosts
-                    .get_mut(fqdn)
-                    .filter(|h| &h.zone == zone && account.is_none_or(|a| h.account == a))
-                else {
+                let Some(host) = self.caller_host(zone, fqdn, *account) else {
                     return nothing(Outcome::NotFound);
                 };
                 let addr_changed = match addr {
@@ -559,11 +558,7 @@ impl People {
                 abusive,
                 account,
             } => {
-                let Some(host) = self
-                    .hosts
-                    .get_mut(fqdn)
-                    .filter(|h| &h.zone == zone && account.is_none_or(|a| h.account == a))
-                else {
+                let Some(host) = self.caller_host(zone, fqdn, *account) else {
                     return nothing(Outcome::NotFound);
                 };
                 if host.abusive == *abusive {
@@ -575,11 +570,65 @@ impl People {
                     vec![PeopleKey::Host(fqdn.clone())],
                 )
             }
+            EventBody::HostTxtSet {
+                zone,
+                fqdn,
+                value,
+                account,
+            } => {
+                let Some(host) = self.caller_host(zone, fqdn, *account) else {
+                    return nothing(Outcome::NotFound);
+                };
+                if host.acme_txt.contains(value) {
+                    return nothing(Outcome::NoChange);
+                }
+                if host.acme_txt.len() >= ACME_TXT_MAX {
+                    host.acme_txt.remove(0);
+                }
+                host.acme_txt.push(value.clone());
+                touched(
+                    changed(Outcome::Modified, vec![fqdn.clone()]),
+                    vec![PeopleKey::Host(fqdn.clone())],
+                )
+            }
+            EventBody::HostTxtCleared {
+                zone,
+                fqdn,
+                value,
+                account,
+            } => {
+                let Some(host) = self.caller_host(zone, fqdn, *account) else {
+                    return nothing(Outcome::NotFound);
+                };
+                let before = host.acme_txt.len();
+                host.acme_txt
+                    .retain(|v| value.as_ref().is_some_and(|value| v != value));
+                if host.acme_txt.len() == before {
+                    return nothing(Outcome::NoChange);
+                }
+                touched(
+                    changed(Outcome::Modified, vec![fqdn.clone()]),
+                    vec![PeopleKey::Host(fqdn.clone())],
+                )
+            }
             EventBody::DeviceAdd { .. }
             | EventBody::DeviceUpdate { .. }
             | EventBody::DeviceRemove { .. }
             | EventBody::HostImport { .. } => unreachable!("a device event is not people's"),
         }
+    }
+
+    /// The host `fqdn` of `zone`, if the caller may change it: its owner's account, or (no
+    /// account) the host's own credentials, which ingest checked.
+    fn caller_host(
+        &mut self,
+        zone: &Fqdn,
+        fqdn: &Fqdn,
+        account: Option<AccountId>,
+    ) -> Option<&mut Host> {
+        self.hosts
+            .get_mut(fqdn)
+            .filter(|h| &h.zone == zone && account.is_none_or(|a| h.account == a))
     }
 
     /// The snapshot's entry under `key`, if there is one.
@@ -697,6 +746,11 @@ impl People {
 }
 
 impl Host {
+    /// True if DNS has records of it: an address, or an ACME challenge below it.
+    fn has_records(&self) -> bool {
+        !self.addrs().is_empty() || !self.acme_txt.is_empty()
+    }
+
     fn owned(&self, zone: &Fqdn, account: &AccountId) -> bool {
         &self.zone == zone && self.account == *account
     }

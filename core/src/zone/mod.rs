@@ -9,8 +9,10 @@
 //! ([`LiveZone::lookup_wire`]), without building a string. The SOA serial is an atomic that the
 //! projector advances with the applied log position.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::names::Fqdn;
 
@@ -20,6 +22,12 @@ use table::HostTable;
 
 /// Longest name in wire form, the root label included (RFC 1035 §3.1).
 const MAX_WIRE_NAME: usize = 255;
+
+/// The label an ACME DNS-01 challenge is published under (RFC 8555 §8.4), in wire form.
+const ACME_LABEL: &[u8] = b"\x0f_acme-challenge";
+
+/// TXT values of one name (each at most 255 octets, as ingest checked).
+pub type TxtValues = Arc<[Box<str>]>;
 
 /// SOA timers and contacts of a zone, plus the TTL of its host records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +111,11 @@ pub struct LiveZone {
     /// `sub` for `www.sub.zone`, which exist while a host is below them); same order.
     tables: Vec<HostTable>,
     hosts: AtomicUsize,
+    /// ACME challenge values by their name (`_acme-challenge.<host>`, full lowercase wire
+    /// form). Few and short-lived, so one plain map; looked at only when a name is not a host
+    /// or a TXT is asked for, and not at all while `acme_names` is zero.
+    acme: RwLock<HashMap<Box<[u8]>, TxtValues>>,
+    acme_names: AtomicUsize,
     serial: AtomicU32,
 }
 
@@ -122,6 +135,8 @@ impl LiveZone {
             apexes,
             origins,
             hosts: AtomicUsize::new(0),
+            acme: RwLock::default(),
+            acme_names: AtomicUsize::new(0),
             serial: AtomicU32::new(0),
         }
     }
@@ -157,6 +172,57 @@ impl LiveZone {
             self.hosts.fetch_sub(1, Ordering::Relaxed);
             self.count_ancestors(index, relative, false);
         }
+    }
+
+    /// Publishes `values` as the TXT records of `_acme-challenge.<host>`, or removes them when
+    /// `values` is empty. A name outside every zone, or too long for the label, is not kept.
+    pub fn set_acme_txt(&self, host: &Fqdn, values: &[String]) {
+        if values.is_empty() && self.acme_names.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut buf = [0; MAX_WIRE_NAME];
+        let Some(name) = acme_name(host, &mut buf) else {
+            return;
+        };
+        if self.route(name).is_none() {
+            return;
+        }
+        let mut acme = self.acme.write().unwrap_or_else(PoisonError::into_inner);
+        if values.is_empty() {
+            acme.remove(name);
+        } else {
+            let values = values.iter().map(|v| v.as_str().into()).collect();
+            acme.insert(name.into(), values);
+        }
+        self.acme_names.store(acme.len(), Ordering::Release);
+    }
+
+    /// The TXT values of `name` (wire form, lowercase, as [`LiveZone::lookup_wire`] takes it).
+    pub fn txt_wire(&self, name: &[u8]) -> Option<TxtValues> {
+        if self.acme_names.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let acme = self.acme.read().unwrap_or_else(PoisonError::into_inner);
+        acme.get(name).cloned()
+    }
+
+    /// True if `name` (wire form, lowercase) has ACME values, or a name below it has: it exists
+    /// though no host has it (a host that has no address yet, or `_acme-challenge` itself).
+    fn has_acme_at_or_below(&self, name: &[u8]) -> bool {
+        if self.acme_names.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let acme = self.acme.read().unwrap_or_else(PoisonError::into_inner);
+        if acme.contains_key(name) {
+            return true;
+        }
+        let mut buf = [0; MAX_WIRE_NAME];
+        let Some(below) = buf.get_mut(..ACME_LABEL.len() + name.len()) else {
+            return false;
+        };
+        below[..ACME_LABEL.len()].copy_from_slice(ACME_LABEL);
+        below[ACME_LABEL.len()..].copy_from_slice(name);
+        acme.contains_key(&*below)
     }
 
     /// The index of `host`'s apex and the host's name relative to it, in wire form.
@@ -254,9 +320,21 @@ impl LiveZone {
         }
         match self.tables[index].find(&name[..at]) {
             Some(addrs) => Lookup::Host(apex, addrs),
+            None if self.has_acme_at_or_below(name) => Lookup::Host(apex, HostAddrs::default()),
             None => Lookup::NxDomain(apex),
         }
     }
+}
+
+/// `_acme-challenge.<host>` in wire form in `buf`; `None` if it would be over 255 octets.
+fn acme_name<'b>(host: &Fqdn, buf: &'b mut [u8; MAX_WIRE_NAME]) -> Option<&'b [u8]> {
+    let mut host_wire = [0; MAX_WIRE_NAME];
+    let host_wire = to_wire(host.as_str(), &mut host_wire)?;
+    let len = ACME_LABEL.len() + host_wire.len();
+    let name = buf.get_mut(..len)?;
+    name[..ACME_LABEL.len()].copy_from_slice(ACME_LABEL);
+    name[ACME_LABEL.len()..].copy_from_slice(host_wire);
+    Some(name)
 }
 
 /// `name` in presentation form without the trailing dot, lowercase and in wire form in `buf`;
@@ -324,6 +402,52 @@ mod tests {
             Lookup::NxDomain(&zone.apexes()[1])
         );
         assert!(zone.is_empty());
+    }
+
+    #[test]
+    fn acme_values_exist_below_their_host_until_removed() {
+        let zone = LiveZone::new(vec![ZoneApex::with_defaults(fqdn("dyn.example"), 30)]);
+        let apex = &zone.apexes()[0];
+        let wire = |name: &str| {
+            let mut buf = [0; MAX_WIRE_NAME];
+            to_wire(name, &mut buf).expect("a test name fits").to_vec()
+        };
+        let challenge = wire("_acme-challenge.cam.dyn.example");
+        assert_eq!(zone.txt_wire(&challenge), None);
+        assert_eq!(zone.lookup_wire(&challenge), Lookup::NxDomain(apex));
+
+        let values = vec!["first".to_owned(), "second".to_owned()];
+        zone.set_acme_txt(&fqdn("CAM.dyn.example"), &values);
+        let found = zone.txt_wire(&challenge).expect("published");
+        assert_eq!(&*found, ["first".into(), "second".into()]);
+        assert_eq!(
+            zone.lookup_wire(&challenge),
+            Lookup::Host(apex, HostAddrs::default()),
+            "the challenge name exists: A there is NODATA, not NXDOMAIN"
+        );
+        // The host itself exists while a challenge is below it, even with no address yet.
+        assert_eq!(
+            zone.lookup("cam.dyn.example"),
+            Lookup::Host(apex, HostAddrs::default())
+        );
+        assert_eq!(zone.lookup("other.dyn.example"), Lookup::NxDomain(apex));
+        assert_eq!(zone.txt_wire(&wire("cam.dyn.example")), None);
+        assert!(zone.is_empty(), "challenges are not hosts");
+
+        zone.set_acme_txt(&fqdn("cam.dyn.example"), &[]);
+        assert_eq!(zone.txt_wire(&challenge), None);
+        assert_eq!(zone.lookup_wire(&challenge), Lookup::NxDomain(apex));
+        assert_eq!(zone.lookup("cam.dyn.example"), Lookup::NxDomain(apex));
+
+        // Outside every zone, or too long for the label: not kept.
+        zone.set_acme_txt(&fqdn("cam.other.example"), &values);
+        let long = format!(
+            "{}.{}.dyn.example",
+            vec!["a".repeat(63); 3].join("."),
+            "b".repeat(47)
+        );
+        zone.set_acme_txt(&fqdn(&long), &values);
+        assert_eq!(zone.acme_names.load(Ordering::Relaxed), 0);
     }
 
     #[test]
