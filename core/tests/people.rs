@@ -375,7 +375,11 @@ fn acme_values_are_set_and_cleared_by_the_host_or_its_owner_only() {
 
     let applied = state.apply(&txt(2, Some("a"), true, None));
     assert_eq!(applied.outcome, Outcome::Modified);
-    assert_eq!(applied.changed_names, std::slice::from_ref(&dvr), "DNS changes below it");
+    assert_eq!(
+        applied.changed_names,
+        std::slice::from_ref(&dvr),
+        "DNS changes below it"
+    );
     assert_eq!(
         state.apply(&txt(3, Some("b"), true, Some(9))).outcome,
         Outcome::Modified
@@ -435,7 +439,10 @@ fn acme_values_are_set_and_cleared_by_the_host_or_its_owner_only() {
             fqdn: dvr.clone(),
         },
     );
-    assert_eq!(state.apply(&removal).changed_names, std::slice::from_ref(&dvr));
+    assert_eq!(
+        state.apply(&removal).changed_names,
+        std::slice::from_ref(&dvr)
+    );
     assert!(state.acme_txt(&dvr).is_empty());
 }
 

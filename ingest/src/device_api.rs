@@ -9,6 +9,7 @@
 //! it, replying with the outcome the fold gave it. The append returns only once the event is
 //! durable, so a success reply is never sent for an update that could be lost.
 
+mod acme;
 mod dvr;
 mod dyndns2;
 
@@ -22,12 +23,13 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ddns_core::{DeviceId, EventBody, Fields, Fqdn, Label, Reply};
 use ddns_log::EventLog;
 use ddns_projector::{Committer, ProjectorView};
 use serde::Deserialize;
 
+use self::acme::AcmeAction;
 use crate::flood::{FloodConfig, FloodGuard};
 use crate::secret::{PasswordHasher, VerifiedPasswords};
 use crate::source::{Cidr, client_addr};
@@ -253,6 +255,14 @@ impl DeviceApi {
             .route(
                 "/checkip",
                 get(|a: Api, p: Peer, r: Request| handle(Route::CheckIp, a, p, r)),
+            )
+            .route(
+                "/present",
+                post(|a: Api, p: Peer, r: Request| handle(Route::Present, a, p, r)),
+            )
+            .route(
+                "/cleanup",
+                post(|a: Api, p: Peer, r: Request| handle(Route::Cleanup, a, p, r)),
             );
         let router = if self.cipher_form {
             router.route(
@@ -333,6 +343,10 @@ pub(crate) enum Route {
     NicUpdate,
     /// dyndns2's address echo.
     CheckIp,
+    /// The ACME `httpreq` interface: publish a challenge value.
+    Present,
+    /// The ACME `httpreq` interface: withdraw it.
+    Cleanup,
     /// Only with `cipher_form`.
     Cipher,
 }
@@ -349,9 +363,24 @@ impl Route {
             "/dvr/update" => Route::Dvr,
             "/nic/update" => Route::NicUpdate,
             "/nic/checkip" | "/checkip" => Route::CheckIp,
+            "/present" => Route::Present,
+            "/cleanup" => Route::Cleanup,
             "/cipher.aspx" if api.cipher_form => Route::Cipher,
             _ => return None,
         })
+    }
+
+    /// The methods it takes, as a 405's `allow` names them.
+    pub(crate) fn methods(self) -> &'static str {
+        match self {
+            Route::Present | Route::Cleanup => "POST",
+            _ => "GET,HEAD",
+        }
+    }
+
+    /// True if it takes `method`.
+    pub(crate) fn allows(self, method: &str) -> bool {
+        self.methods().split(',').any(|m| m == method)
     }
 
     /// Its name in metrics.
@@ -365,6 +394,8 @@ impl Route {
             Route::Dvr => "dvr",
             Route::NicUpdate => "nic_update",
             Route::CheckIp => "checkip",
+            Route::Present => "present",
+            Route::Cleanup => "cleanup",
             Route::Cipher => "cipher",
         }
     }
@@ -382,14 +413,16 @@ pub(crate) struct Head<'a> {
     pub(crate) forwarded_for: Vec<&'a str>,
     /// The first `Authorization`, if it is visible ASCII.
     pub(crate) authorization: Option<&'a str>,
+    /// The request's body (empty for a `GET`).
+    pub(crate) body: &'a [u8],
 }
 
 impl<'a> Head<'a> {
-    fn of_http(peer: SocketAddr, http: &'a Request) -> Head<'a> {
-        let headers = http.headers();
+    fn of_http(peer: SocketAddr, http: &'a axum::http::request::Parts, body: &'a [u8]) -> Head<'a> {
+        let headers = &http.headers;
         Head {
             peer,
-            query: http.uri().query().unwrap_or_default(),
+            query: http.uri.query().unwrap_or_default(),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
@@ -401,23 +434,57 @@ impl<'a> Head<'a> {
             authorization: headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
+            body,
         }
     }
 }
 
 /// What a request is answered: a status (200 for every device reply: devices read the body,
-/// whatever the status) and a `text/plain` body.
+/// whatever the status) and a `text/plain` body (JSON for the ACME interface's successes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) body: String,
+    /// The body is JSON.
+    pub(crate) json: bool,
+    /// A 405's `allow` header: the methods the path takes.
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl Answer {
     fn ok(body: String) -> Answer {
+        Answer::status(StatusCode::OK, body)
+    }
+
+    pub(crate) fn status(status: StatusCode, body: impl Into<String>) -> Answer {
         Answer {
-            status: StatusCode::OK,
-            body,
+            status,
+            body: body.into(),
+            json: false,
+            allow: None,
+        }
+    }
+
+    /// `405 Method Not Allowed`, naming the methods the path takes.
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Answer {
+        Answer {
+            allow: Some(allow),
+            ..Answer::status(StatusCode::METHOD_NOT_ALLOWED, "")
+        }
+    }
+
+    fn json(body: String) -> Answer {
+        Answer {
+            json: true,
+            ..Answer::ok(body)
+        }
+    }
+
+    /// The content type of the body.
+    pub(crate) fn content_type(&self) -> &'static str {
+        match self.json {
+            true => "application/json",
+            false => "text/plain; charset=utf-8",
         }
     }
 }
@@ -430,7 +497,7 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [(header::CONTENT_TYPE, self.content_type())],
             self.body,
         )
             .into_response();
@@ -489,6 +556,8 @@ impl DeviceApi {
             Route::Dvr => self.dvr_update(head).await,
             Route::NicUpdate => self.nic_update(head).await,
             Route::CheckIp => self.checkip(head),
+            Route::Present => self.acme_txt(head, AcmeAction::Present).await,
+            Route::Cleanup => self.acme_txt(head, AcmeAction::Cleanup).await,
             Route::Cipher => self.cipher(head),
         }
     }
@@ -683,10 +752,7 @@ impl DeviceApi {
             .then(|| self.vendors.keys().next())
             .flatten();
         let vendor = params.get("vendor").or(only.map(String::as_str));
-        let refused = |body: String| Answer {
-            status: StatusCode::BAD_REQUEST,
-            body,
-        };
+        let refused = |body: String| Answer::status(StatusCode::BAD_REQUEST, body);
         match vendor.map(|vendor| {
             self.tokens.seal(
                 vendor,
@@ -775,7 +841,11 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     http: Request,
 ) -> Response {
-    let head = Head::of_http(peer, &http);
+    let (parts, body) = http.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, crate::http::BODY_MAX).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let head = Head::of_http(peer, &parts, &body);
     api.respond(route, &head).await.into_response()
 }
 

@@ -1,6 +1,6 @@
 //! The device API's own HTTP/1.1 server ([`DeviceApi::serve`]).
 //!
-//! What devices send is small and regular: a `GET` of one of five paths with a query and a few
+//! What devices send is small and regular: a `GET` of one of a few paths with a query and a few
 //! headers, answered with a short `text/plain` body, on keep-alive connections. Serving exactly
 //! that — the head parsed in place by `httparse`, one `read` and one `write` per request, no
 //! allocation beyond the reply — took the device API from ~30 µs of server CPU per request
@@ -9,11 +9,12 @@
 //! answer through [`DeviceApi::respond`], so they differ only in HTTP framing.
 //!
 //! Framing, as hyper's HTTP/1 server does it:
-//! - `GET` and `HEAD` (the answer without its body); another method on a known path is `405`
-//!   with `allow: GET,HEAD`, an unknown path `404`.
+//! - `GET` and `HEAD` (the answer without its body), or `POST` on the ACME paths (`/present`,
+//!   `/cleanup`); another method on a known path is `405` with its `allow`, an unknown path `404`.
 //! - Keep-alive: HTTP/1.1 unless `connection: close`; HTTP/1.0 only with `connection:
 //!   keep-alive`. Pipelined requests are answered in order.
-//! - A `content-length` body (at most [`BODY_MAX`] bytes) is read and ignored; a
+//! - A `content-length` body (at most [`BODY_MAX`] bytes) is read (only the ACME paths look at
+//!   it); a
 //!   `transfer-encoding` body is `501` and closes, a larger body `413`, a head over [`HEAD_MAX`]
 //!   bytes `431`, a malformed one `400`.
 //! - A request's head must arrive within [`HEAD_TIMEOUT`] of its first byte; a connection idle
@@ -43,7 +44,7 @@ use crate::device_api::{Answer, DeviceApi, Head, Route};
 
 /// Longest request head accepted (request line and headers).
 pub(crate) const HEAD_MAX: usize = 16 * 1024;
-/// Largest request body accepted (and ignored).
+/// Largest request body accepted.
 pub(crate) const BODY_MAX: usize = 64 * 1024;
 /// Most headers in a request.
 const HEADERS_MAX: usize = 64;
@@ -196,7 +197,8 @@ async fn connection<S>(
                 Ok(httparse::Status::Complete(head_len)) => match framing(&request) {
                     Ok(framing) if buf.len() >= head_len + framing.body_len => {
                         let keep_alive = framing.keep_alive && !*stopped.borrow();
-                        let answer = answer(&api, &request, peer).await;
+                        let body = &buf[head_len..head_len + framing.body_len];
+                        let answer = answer(&api, &request, body, peer).await;
                         out.clear();
                         write_answer(&mut out, &answer, &framing, keep_alive);
                         if write_out(&mut stream, &out).await.is_err() || !keep_alive {
@@ -273,20 +275,19 @@ fn framing(request: &httparse::Request<'_, '_>) -> Result<Framing, Refused> {
 }
 
 /// Routes the request and answers it through [`DeviceApi::respond`].
-async fn answer(api: &DeviceApi, request: &httparse::Request<'_, '_>, peer: SocketAddr) -> Answer {
+async fn answer(
+    api: &DeviceApi,
+    request: &httparse::Request<'_, '_>,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Answer {
     let target = request.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let Some(route) = Route::of(api, origin_path(path)) else {
-        return Answer {
-            status: StatusCode::NOT_FOUND,
-            body: String::new(),
-        };
+        return Answer::status(StatusCode::NOT_FOUND, "");
     };
-    if !matches!(request.method, Some("GET" | "HEAD")) {
-        return Answer {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            body: String::new(),
-        };
+    if !route.allows(request.method.unwrap_or_default()) {
+        return Answer::method_not_allowed(route.methods());
     }
     let mut user_agent = None;
     let mut authorization = None;
@@ -312,6 +313,7 @@ async fn answer(api: &DeviceApi, request: &httparse::Request<'_, '_>, peer: Sock
         user_agent: user_agent.flatten(),
         forwarded_for,
         authorization: authorization.flatten(),
+        body,
     };
     api.respond(route, &head).await
 }
@@ -338,10 +340,14 @@ fn visible_ascii(value: &[u8]) -> Option<&str> {
 fn write_answer(out: &mut Vec<u8>, answer: &Answer, framing: &Framing, keep_alive: bool) {
     status_line(out, answer.status);
     if answer.status == StatusCode::OK || !answer.body.is_empty() {
-        out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(answer.content_type().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    if answer.status == StatusCode::METHOD_NOT_ALLOWED {
-        out.extend_from_slice(b"allow: GET,HEAD\r\n");
+    if let Some(allow) = answer.allow {
+        out.extend_from_slice(b"allow: ");
+        out.extend_from_slice(allow.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if answer.status == StatusCode::UNAUTHORIZED {
         out.extend_from_slice(b"www-authenticate: ");

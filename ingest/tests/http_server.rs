@@ -243,6 +243,31 @@ async fn answers_what_the_router_answers() {
     let refused = client.response(false).await.expect("a response");
     assert_eq!(refused.status, 405);
     assert_eq!(refused.header("allow"), Some("GET,HEAD"));
+    // The ACME paths take POST only, and read the body: a JSON one pipelined behind one that
+    // is not (400) gets as far as the credentials (401).
+    client.send(b"GET /present HTTP/1.1\r\n\r\n").await;
+    let refused = client.response(false).await.expect("a response");
+    assert_eq!(refused.status, 405);
+    assert_eq!(refused.header("allow"), Some("POST"));
+    let json = br#"{"fqdn":"_acme-challenge.cam.dyn.example.","value":"v"}"#;
+    let mut requests = b"POST /present HTTP/1.1\r\nContent-Length: 8\r\n\r\nnot json".to_vec();
+    requests.extend_from_slice(
+        format!(
+            "POST /cleanup HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            json.len()
+        )
+        .as_bytes(),
+    );
+    requests.extend_from_slice(json);
+    client.send(&requests).await;
+    let malformed = client.response(false).await.expect("a response");
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    let unauthorized = client.response(false).await.expect("a response");
+    assert_eq!(unauthorized.status, 401, "{}", unauthorized.body);
+    assert_eq!(
+        unauthorized.header("www-authenticate"),
+        Some("Basic realm=\"ddnsd\"")
+    );
     // The connection survived all of it.
     assert_eq!(client.get("/ipdetect.aspx").await.body, "127.0.0.1");
 }

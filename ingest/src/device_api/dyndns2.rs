@@ -28,8 +28,9 @@ use std::sync::Mutex;
 
 use axum::http::StatusCode;
 use base64::Engine;
-use ddns_core::{AccountId, EventBody, Fqdn, HostStatus, Outcome};
+use ddns_core::{AccountId, EventBody, Fqdn, Host, HostStatus, Outcome};
 
+use super::acme::{TxtChange, TxtResult, valid_value};
 use super::{Answer, DeviceApi, Head, Params, usable};
 use crate::secret::token_matches;
 
@@ -38,11 +39,30 @@ const HOSTNAMES_MAX: usize = 20;
 
 /// Who the credentials name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Caller {
+pub(super) enum Caller {
     /// An account: any of its hosts.
     Account(AccountId),
     /// One host, by its own password.
     Host(Fqdn),
+}
+
+impl Caller {
+    /// True if the caller may change `host`, named `fqdn`.
+    pub(super) fn may_change(&self, fqdn: &Fqdn, host: &Host) -> bool {
+        match self {
+            Caller::Account(id) => host.account == *id,
+            Caller::Host(own) => own == fqdn,
+        }
+    }
+
+    /// The account, for the event (the fold checks it owns the host); none for a host's own
+    /// credentials.
+    pub(super) fn account(&self) -> Option<AccountId> {
+        match self {
+            Caller::Account(id) => Some(*id),
+            Caller::Host(_) => None,
+        }
+    }
 }
 
 /// The addresses a request sets: at most one per family.
@@ -140,10 +160,7 @@ impl DeviceApi {
         }
         let Some((user, password)) = credentials(head, &params) else {
             count("badauth");
-            return Answer {
-                status: StatusCode::UNAUTHORIZED,
-                body: "badauth\n".into(),
-            };
+            return Answer::status(StatusCode::UNAUTHORIZED, "badauth\n");
         };
         let caller = match self.authenticate(&user, &password, source).await {
             Ok(caller) => caller,
@@ -151,6 +168,23 @@ impl DeviceApi {
         };
         if hostnames.is_empty() {
             return every_line("notfqdn", 1);
+        }
+        if let Some(txt) = params.get("txt") {
+            let clear = params
+                .get("clear")
+                .is_some_and(|c| c.eq_ignore_ascii_case("true"));
+            let change = match (clear, txt.is_empty()) {
+                (true, true) => TxtChange::Clear(None),
+                (true, false) => TxtChange::Clear(Some(txt.to_owned())),
+                (false, _) if valid_value(txt) => TxtChange::Set(txt.to_owned()),
+                (false, _) => return every_line("dnserr", hostnames.len()),
+            };
+            let mut body = String::new();
+            for hostname in hostnames {
+                body.push_str(self.txt_one(&caller, hostname, change.clone()).await);
+                body.push('\n');
+            }
+            return Answer::ok(body);
         }
         let Some(addrs) = addresses(&params, source) else {
             return every_line("dnserr", hostnames.len());
@@ -166,7 +200,7 @@ impl DeviceApi {
 
     /// Checks the credentials: a host's FQDN and host password, or an account's user ID and
     /// password. `Err` is the word every line gets.
-    async fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         user: &str,
         password: &str,
@@ -211,6 +245,23 @@ impl DeviceApi {
         }
     }
 
+    /// One hostname's line of a `txt=` request.
+    async fn txt_one(&self, caller: &Caller, hostname: &str, change: TxtChange) -> &'static str {
+        let word = match Fqdn::parse(hostname) {
+            Err(_) => "notfqdn",
+            Ok(fqdn) => match self.change_txt(caller, &fqdn, change).await {
+                TxtResult::Changed => "good",
+                TxtResult::Unchanged => "nochg",
+                TxtResult::NoHost => "nohost",
+                TxtResult::Abuse => "abuse",
+                TxtResult::Flood => "911",
+                TxtResult::ServerError => "dnserr",
+            },
+        };
+        count(word);
+        word
+    }
+
     /// One hostname's line.
     async fn update_one(&self, caller: &Caller, hostname: &str, addrs: Addresses) -> String {
         let Ok(fqdn) = Fqdn::parse(hostname) else {
@@ -220,10 +271,9 @@ impl DeviceApi {
         // What the fold holds of it, if the caller may update it. Read from the state directly:
         // authenticating this request already caught up with a shared log.
         let found = self.committer.view().with_state(|state| {
-            let host = state.account_host(&fqdn).filter(|h| match caller {
-                Caller::Account(id) => h.account == *id,
-                Caller::Host(own) => *own == fqdn,
-            });
+            let host = state
+                .account_host(&fqdn)
+                .filter(|h| caller.may_change(&fqdn, h));
             host.map(|h| {
                 let current = addrs.iter().all(|a| h.addrs().of_family(a) == Some(a));
                 let current = current && h.status == HostStatus::Ok;
@@ -289,7 +339,7 @@ impl DeviceApi {
 
 /// The user and password: from Basic auth, else from `user=`/`pass=` (also `username=`/
 /// `password=`) in the URL, for routers that cannot send Basic auth.
-fn credentials(head: &Head<'_>, params: &Params<'_>) -> Option<(String, String)> {
+pub(super) fn credentials(head: &Head<'_>, params: &Params<'_>) -> Option<(String, String)> {
     if let Some(value) = head.authorization {
         let (scheme, encoded) = value.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -411,6 +461,7 @@ mod tests {
             user_agent: None,
             forwarded_for: Vec::new(),
             authorization,
+            body: b"",
         };
         let none = Params::parse("");
         // "brian01:pass word" in base64.
