@@ -24,6 +24,8 @@ if [ "${1:-}" = --tests ]; then
   packages+=(libio-socket-ssl-perl) # ddclient's HTTPS: only recommended, and we skip recommends
   # The portal's browser test: Debian's Chromium and its driver (same version), headless.
   packages+=(chromium chromium-driver)
+  # ACME DNS-01 end to end (ddnsd/tests/acme.rs): Let's Encrypt's test CA and lego's httpreq.
+  packages+=(pebble lego)
 fi
 
 missing=()
