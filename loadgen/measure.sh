@@ -2,7 +2,8 @@
 # The fleet measurements of issue 5, against a release ddnsd on this machine (loopback only).
 #
 #   bash loadgen/measure.sh [steady30k] [churn30k] [surge1m] [fleet1m]   (default: all four)
-#   bash loadgen/measure.sh dvr    # device API updates beside DVR updates, one server (below)
+#   bash loadgen/measure.sh dvr      # device API updates beside DVR updates, one server (below)
+#   bash loadgen/measure.sh dyndns2  # the same, with dyndns2 updates of the same hosts beside them
 #
 # Each run writes <name>.txt (the report), <name>.json and <name>.svg to $OUT (default
 # target/loadgen-results). surge1m and fleet1m share one server: the surge registers the 1M
@@ -20,6 +21,12 @@
 # through the server's admin socket (one argon2 hash each, ~50 ms of a core) and sends each
 # one update (its one argon2 check). Per-host and per-device writes and password guesses get
 # quotas that never refuse here. Prints both rates, p99s and the ratio.
+#
+# dyndns2: the same, with a third scenario, `dyndns2` (`/nic/update` with Basic auth, the same
+# hosts and passwords → good), in each round (odd rounds updates, dvr, dyndns2; even rounds
+# the reverse). Prints the three rates, p50s, p99s, errors and dyndns2/updates, dyndns2/dvr.
+# Every dyndns2 update carries a new address, so no host nears the server's `nochg` abuse mark
+# (ingest.nochg_abuse_threshold), which keeps its default.
 # PRIO=rt runs the server and the loadgen at SCHED_RR priority 1: on a machine that is also
 # compiling, the figures then show ddnsd rather than the scheduler's share for it. (NICE=-10
 # does not: with autogroups, the default on this kernel, nice only ranks a session's own
@@ -147,9 +154,12 @@ for run in "${runs[@]}"; do
         loadgen fleet1m --devices 1000000 --registered --poll-interval 60s --duration 180s \
             --threads 2 --connections 512 --verify 100000 ${FLEET_ARGS:-}
         ;;
-    dvr)
+    dvr | dyndns2)
         hosts=${HOSTS:-2000} dur=${DUR:-20} conns=${CONNS:-256} rounds=${ROUNDS:-2}
-        # Writes are charged per device (vendor + MAC) and per DVR host (its name), and each
+        # The scenarios side by side: the last is the one measured against the others.
+        scenarios=(updates dvr)
+        [ "$run" = dvr ] || scenarios+=(dyndns2)
+        # Writes are charged per device (vendor + MAC) and per host (its name), and each
         # host's first password check to the host and to the source: none may refuse here.
         server_env=(
             DDNSD_INGEST__FLOOD__DEVICE_UPDATES_PER_MINUTE=1000000
@@ -157,45 +167,68 @@ for run in "${runs[@]}"; do
             DDNSD_INGEST__FLOOD__PASSWORD_GUESSES_PER_HOST_PER_MINUTE=1000000
             DDNSD_INGEST__FLOOD__PASSWORD_GUESSES_PER_SOURCE_PER_MINUTE=1000000000
         )
-        start_server dvr
+        start_server "$run"
         server_env=()
         same=(--devices "$hosts" --propagation-sample 0)
-        loadgen dvr-register "${same[@]}" --scenario surge --surge-window 1s \
+        loadgen "$run-register" "${same[@]}" --scenario surge --surge-window 1s \
             --poll-interval 3600s --duration 1s --timeout 120s --connections 256 --verify none
         started=$(date +%s.%N)
-        loadgen dvr-provision "${same[@]}" --scenario dvr --provision \
+        # The hosts are the same for dvr and dyndns2: provisioned (and their passwords checked
+        # by argon2 once) here, through the DVR protocol; each later run's own first pass, in
+        # its protocol, then finds them remembered.
+        loadgen "$run-provision" "${same[@]}" --scenario dvr --provision \
             --admin-socket "$data_dir/admin.sock" --duration 1s --connections 8 --verify none
         echo "   provisioning and first updates: $(echo "$(date +%s.%N) - $started" | bc) s"
         timed=(--duration "${dur}s" --connections "$conns" --verify 1000)
-        pairs=()
+        files=()
         for round in $(seq 1 "$rounds"); do
-            order=(updates dvr)
-            [ $((round % 2)) -eq 1 ] || order=(dvr updates)
+            order=("${scenarios[@]}")
+            if [ $((round % 2)) -eq 0 ]; then
+                order=()
+                for ((i = ${#scenarios[@]} - 1; i >= 0; i--)); do order+=("${scenarios[i]}"); done
+            fi
             for scenario in "${order[@]}"; do
                 case $scenario in
-                updates) loadgen "updates-$round" "${same[@]}" "${timed[@]}" --scenario updates --registered ;;
-                dvr) loadgen "dvr-$round" "${same[@]}" "${timed[@]}" --scenario dvr ;;
+                updates) extra=(--registered) ;;
+                *) extra=() ;;
                 esac
+                loadgen "$run-$scenario-$round" "${same[@]}" "${timed[@]}" --scenario "$scenario" \
+                    "${extra[@]}"
             done
-            pairs+=("$out/updates-$round.json" "$out/dvr-$round.json")
+            # In the table's order, whatever order they ran in.
+            for scenario in "${scenarios[@]}"; do files+=("$out/$run-$scenario-$round.json"); done
         done
-        python3 - "$hosts" "$conns" "$dur" "${pairs[@]}" <<'PY'
+        python3 - "$hosts" "$conns" "$dur" "${#scenarios[@]}" "${scenarios[@]}" "${files[@]}" <<'PY'
 import json, sys
-hosts, conns, dur, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-def figures(path, kind, ok):
+hosts, conns, dur, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+names, files = sys.argv[5:5 + n], sys.argv[5 + n:]
+# Per scenario: the kind its requests are counted under, and the reply that acknowledges a
+# write (a dyndns2 `nochg` changed nothing, like an `08`: not counted in the rate).
+kinds = {"updates": ("update", "09"), "dvr": ("dvr", "ACT"), "dyndns2": ("dyndns2", "good")}
+def figures(path, scenario):
+    kind, ok = kinds[scenario]
     r = json.load(open(path))
     lat = r["kinds"][kind]["latency"]
     rate = r["replies"].get(kind, {}).get(ok, 0) / r["elapsed_secs"]
     return rate, lat["p50_us"] / 1000, lat["p99_us"] / 1000, r["errors"]["total"]
-print(f"\n== device API updates beside DVR updates: {hosts} devices and {hosts} hosts, "
-      f"{conns} connections, {dur} s each, one server")
-print(f"{'round':>5} {'updates/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} "
-      f"{'dvr/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'dvr/updates':>12}")
-for i in range(0, len(files), 2):
-    u = figures(files[i], "update", "09")
-    d = figures(files[i + 1], "dvr", "ACT")
-    print(f"{i // 2 + 1:>5} {u[0]:>10,.0f} {u[1]:>7.2f} {u[2]:>7.2f} {u[3]:>4} "
-          f"{d[0]:>8,.0f} {d[1]:>7.2f} {d[2]:>7.2f} {d[3]:>4} {d[0] / u[0]:>11.2f}x")
+last, others = names[-1], names[:-1]
+print(f"\n== {' beside '.join(names)}: {hosts} devices and {hosts} hosts, "
+      f"{conns} connections, {dur} s each, one server; writes/s (acknowledged: "
+      + ", ".join(f"{s} {kinds[s][1]}" for s in names) + ")")
+head = f"{'round':>5}"
+for s in names:
+    head += f" {s + '/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'err':>4}"
+for o in others:
+    head += f" {last + '/' + o:>16}"
+print(head)
+for i in range(0, len(files), n):
+    row = [figures(files[i + j], s) for j, s in enumerate(names)]
+    line = f"{i // n + 1:>5}"
+    for rate, p50, p99, err in row:
+        line += f" {rate:>10,.0f} {p50:>7.2f} {p99:>7.2f} {err:>4}"
+    for j in range(len(others)):
+        line += f" {row[-1][0] / row[j][0] if row[j][0] else float('nan'):>15.2f}x"
+    print(line)
 PY
         ;;
     *)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::fleet::{DEVICES_MAX, FleetConfig, Naming, Surge};
+use crate::fleet::{DEVICES_MAX, FleetConfig, HostProtocol, Naming, Surge};
 use crate::token::DeviceKey;
 
 /// What the fleet does.
@@ -27,6 +27,9 @@ pub enum Scenario {
     /// before the run (`admin_socket`), and each is sent one untimed update first, its one
     /// argon2 check; the timed part then measures remembered passwords.
     Dvr,
+    /// The same as `Dvr` over the same hosts, in dyndns2: each connection sends the next
+    /// host's `/nic/update` (its name, a new address; Basic auth with its name and password).
+    Dyndns2,
 }
 
 impl Scenario {
@@ -38,6 +41,17 @@ impl Scenario {
             Scenario::Surge => "surge",
             Scenario::Updates => "updates",
             Scenario::Dvr => "dvr",
+            Scenario::Dyndns2 => "dyndns2",
+        }
+    }
+
+    /// The protocol of a scenario over provisioned hosts (`dvr`, `dyndns2`); `None` for the
+    /// device API's scenarios.
+    pub fn hosts(self) -> Option<HostProtocol> {
+        match self {
+            Scenario::Dvr => Some(HostProtocol::Dvr),
+            Scenario::Dyndns2 => Some(HostProtocol::Dyndns2),
+            Scenario::Steady | Scenario::Churn | Scenario::Surge | Scenario::Updates => None,
         }
     }
 }
@@ -52,8 +66,9 @@ impl FromStr for Scenario {
             "surge" => Ok(Scenario::Surge),
             "updates" => Ok(Scenario::Updates),
             "dvr" => Ok(Scenario::Dvr),
+            "dyndns2" => Ok(Scenario::Dyndns2),
             other => Err(format!(
-                "unknown scenario {other:?} (steady, churn, surge, updates or dvr)"
+                "unknown scenario {other:?} (steady, churn, surge, updates, dvr or dyndns2)"
             )),
         }
     }
@@ -133,14 +148,15 @@ pub struct LoadgenConfig {
     pub vendor: String,
     /// The vendor's zone: device names are `<label>.<zone>`.
     pub zone: String,
-    /// Device labels are this prefix and the device's index (default `lg<seed>-`; DVR hosts
-    /// `h`).
+    /// Device labels are this prefix and the device's index (default `lg<seed>-`; hosts of
+    /// the `dvr` and `dyndns2` scenarios `h`).
     pub label_prefix: Option<String>,
-    /// The DVR hosts' group: hosts are `<prefix><index>.<group>.<zone>` (default `lg<seed>`).
+    /// The hosts' group (`dvr`, `dyndns2`): hosts are `<prefix><index>.<group>.<zone>`
+    /// (default `lg<seed>`).
     pub dvr_group: Option<String>,
-    /// The portal user who owns the DVR hosts (created if missing when provisioning).
+    /// The portal user who owns the hosts (created if missing when provisioning).
     pub dvr_user: String,
-    /// Provision the DVR hosts that do not exist yet through the server's admin socket
+    /// Provision the hosts (`dvr`, `dyndns2`) that do not exist yet through the server's admin socket
     /// (`DATA_DIR/admin.sock`) before the run; `None`: they exist already.
     pub admin_socket: Option<PathBuf>,
     /// Admin requests at once while provisioning (each host costs the server one argon2 hash).
@@ -232,26 +248,30 @@ impl LoadgenConfig {
     pub fn churn(&self) -> f64 {
         self.churn.unwrap_or(match self.scenario {
             Scenario::Churn => 0.05,
-            Scenario::Steady | Scenario::Surge | Scenario::Updates | Scenario::Dvr => 0.0,
+            Scenario::Steady
+            | Scenario::Surge
+            | Scenario::Updates
+            | Scenario::Dvr
+            | Scenario::Dyndns2 => 0.0,
         })
     }
 
-    /// The DVR hosts' group label.
+    /// The hosts' group label.
     pub fn dvr_group(&self) -> String {
         self.dvr_group
             .clone()
             .unwrap_or_else(|| format!("lg{}", self.seed))
     }
 
-    /// How devices are named (DVR hosts: `h<index>.<group>.<zone>`).
+    /// How devices are named (hosts, in both their protocols: `h<index>.<group>.<zone>`).
     pub fn naming(&self) -> Naming {
         let zone = self.zone.trim_end_matches('.').to_ascii_lowercase();
-        match self.scenario {
-            Scenario::Dvr => Naming {
+        match self.scenario.hosts() {
+            Some(_) => Naming {
                 prefix: self.label_prefix.clone().unwrap_or_else(|| "h".into()),
                 zone: format!("{}.{zone}", self.dvr_group()),
             },
-            _ => Naming {
+            None => Naming {
                 prefix: self
                     .label_prefix
                     .clone()
@@ -259,6 +279,10 @@ impl LoadgenConfig {
                 zone,
             },
         }
+    }
+
+    fn fleet_is_closed_loop(&self) -> bool {
+        self.scenario == Scenario::Updates || self.scenario.hosts().is_some()
     }
 
     /// Simulated time to real µs.
@@ -278,15 +302,16 @@ impl LoadgenConfig {
                 at_us: self.real_us(self.surge_at),
                 window_us: self.real_us(self.surge_window).max(1),
             }),
-            // DVR hosts exist before the run (provisioned), so they never `add`.
-            registered: self.registered || self.scenario == Scenario::Dvr,
-            closed_loop: matches!(self.scenario, Scenario::Updates | Scenario::Dvr),
-            dvr: self.scenario == Scenario::Dvr,
+            // Hosts exist before the run (provisioned), so they never `add`.
+            registered: self.registered || self.scenario.hosts().is_some(),
+            closed_loop: self.fleet_is_closed_loop(),
+            hosts: self.scenario.hosts(),
             // Updates against a fleet an earlier run updated must not repeat its addresses
-            // (they would be `08`s, or `ACT`s answered from memory: no writes).
-            roll_seed: match self.scenario {
-                Scenario::Updates | Scenario::Dvr => self.seed ^ self.started_ns,
-                _ => self.seed,
+            // (they would be `08`s, `nochg`s, or `ACT`s answered from memory: no writes).
+            roll_seed: if self.fleet_is_closed_loop() {
+                self.seed ^ self.started_ns
+            } else {
+                self.seed
             },
             end_us: self.duration.as_micros() as u64,
             seed: self.seed,
@@ -336,7 +361,7 @@ impl LoadgenConfig {
         if naming.zone.is_empty() || !naming.zone.split('.').all(|l| !l.is_empty() && ldh(l)) {
             return fail(format!("--zone {:?} is not a domain name", self.zone));
         }
-        if self.scenario == Scenario::Dvr {
+        if self.scenario.hosts().is_some() {
             let group = self.dvr_group();
             if group.is_empty()
                 || group.len() > 63
@@ -410,8 +435,17 @@ mod tests {
         c.seed = 7;
         assert_eq!(c.naming().fqdn(12), "h12.lg7.dyn.example");
         let f = c.fleet_config();
-        assert!(f.closed_loop && f.dvr && f.registered, "{f:?}");
+        assert!(f.closed_loop && f.registered, "{f:?}");
+        assert_eq!(f.hosts, Some(HostProtocol::Dvr));
         assert_eq!(c.validate(), Ok(()));
+        // dyndns2 updates the same hosts, by the same names.
+        c.scenario = Scenario::Dyndns2;
+        let f = c.fleet_config();
+        assert!(f.closed_loop && f.registered, "{f:?}");
+        assert_eq!(f.hosts, Some(HostProtocol::Dyndns2));
+        assert_eq!(f.roll_seed, c.seed ^ c.started_ns, "new addresses each run");
+        assert_eq!(c.naming().fqdn(12), "h12.lg7.dyn.example");
+        c.scenario = Scenario::Dvr;
         c.dvr_group = Some("Bad_group".into());
         assert!(c.validate().is_err());
         c.dvr_group = Some("cams".into());
@@ -449,6 +483,9 @@ mod tests {
         assert_eq!("surge".parse(), Ok(Scenario::Surge));
         assert_eq!("updates".parse(), Ok(Scenario::Updates));
         assert_eq!("dvr".parse(), Ok(Scenario::Dvr));
+        assert_eq!("dyndns2".parse(), Ok(Scenario::Dyndns2));
+        assert_eq!(Scenario::Dyndns2.name(), "dyndns2");
+        assert!("dyndns".parse::<Scenario>().is_err());
         assert_eq!("all".parse(), Ok(Verify::All));
         assert_eq!("100".parse(), Ok(Verify::Sample(100)));
     }

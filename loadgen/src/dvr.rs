@@ -1,17 +1,21 @@
-//! DVR hosts for the `dvr` scenario: their passwords, provisioning them through the server's
-//! admin socket, and the untimed first pass.
+//! The hosts of the `dvr` and `dyndns2` scenarios: their passwords, the update each protocol
+//! sends ([`host_update`]), provisioning them through the server's admin socket, and the
+//! untimed first pass.
 //!
-//! A DVR knows a host name and a host password (README.md, "The DVR protocol"). The server
-//! stores an argon2id hash of the password, checks a host's first update by argon2 (20–50 ms of
-//! a core) and remembers it, so later updates cost microseconds. The timed part of the
-//! scenario measures those later updates: before it, [`prepare`] makes sure every host exists
-//! (creating the missing ones through `DATA_DIR/admin.sock`, one argon2 hash each) and sends
-//! each host one update, a few at a time, so that the server's argon2 runs happen here. The
-//! server bounds argon2 to one run per core with 32 waiting per core (more are refused with
-//! `ERR 0x80008005`), so neither step sends more than a handful at once.
+//! A DVR, or a dyndns2 client (ddclient, inadyn, a router), knows a host name and a host
+//! password (README.md, "The DVR protocol" and "dyndns2"). The server stores an argon2id hash
+//! of the password, checks a host's first update by argon2 (20–50 ms of a core) and remembers
+//! it (per host name, whichever protocol sent it), so later updates cost microseconds. The
+//! timed part of either scenario measures those later updates: before it, [`prepare`] makes
+//! sure every host exists (creating the missing ones through `DATA_DIR/admin.sock`, one argon2
+//! hash each) and sends each host one update in the scenario's protocol, a few at a time, so
+//! that the server's argon2 runs happen here. The server bounds argon2 to one run per core with
+//! 32 waiting per core (more are refused with `ERR 0x80008005` or `dnserr`), so neither step
+//! sends more than a handful at once.
 //!
-//! Host `i` is `h<i>.<group>.<zone>` with the password [`host_password`]`(seed, i)`: a later
-//! run with the same seed finds the hosts provisioned and knows their passwords.
+//! Host `i` is `h<i>.<group>.<zone>` with the password [`host_password`]`(seed, i)`, in both
+//! scenarios: a later run with the same seed, of either, finds the hosts provisioned and knows
+//! their passwords.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -20,14 +24,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::task::JoinSet;
 
 use crate::config::LoadgenConfig;
-use crate::fleet::{Naming, initial_addr};
-use crate::http::{HttpConnection, Transport};
+use crate::fleet::{DvrError, Dyndns2Error, HostProtocol, Naming, Reply, initial_addr};
+use crate::http::{Get, HttpConnection, Transport};
 use crate::rng::derive;
 
 /// Updates at once in the first pass: above the server's argon2 permits (one per core), far
@@ -52,18 +57,61 @@ pub fn host_password(seed: u64, device: u32) -> String {
     )
 }
 
-/// The DVR update request a host's DVR sends.
-pub(crate) fn dvr_target(naming: &Naming, seed: u64, device: u32, addr: Ipv4Addr) -> String {
-    format!(
-        "/dvr/update?host={}&pw={}&ip={addr}",
-        naming.fqdn(device),
-        host_password(seed, device)
+/// The update host `device`'s client sends in `protocol`, setting `addr`: a DVR's
+/// `/dvr/update?host=FQDN&pw=PASSWORD&ip=ADDR`, or dyndns2's `/nic/update?hostname=FQDN&
+/// myip=ADDR` with Basic auth `FQDN:PASSWORD` (the host's own credentials: that host only).
+/// Names and passwords are letters, digits, `-` and `.`: nothing to escape.
+pub(crate) fn host_update(
+    protocol: HostProtocol,
+    naming: &Naming,
+    seed: u64,
+    device: u32,
+    addr: Ipv4Addr,
+) -> Get {
+    let fqdn = naming.fqdn(device);
+    let password = host_password(seed, device);
+    match protocol {
+        HostProtocol::Dvr => Get::plain(format!("/dvr/update?host={fqdn}&pw={password}&ip={addr}")),
+        HostProtocol::Dyndns2 => Get {
+            authorization: Some(basic_authorization(&fqdn, &password)),
+            target: format!("/nic/update?hostname={fqdn}&myip={addr}"),
+        },
+    }
+}
+
+/// The `Authorization` header's value for HTTP Basic auth (RFC 7617): `Basic
+/// base64(user:password)`.
+fn basic_authorization(user: &str, password: &str) -> String {
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {credentials}")
+}
+
+/// A refusal worth another try in the first pass: a flood, or a server error (an argon2 queue
+/// that was full). Nothing else changes by trying again.
+fn transient(reply: &Reply) -> bool {
+    matches!(
+        reply,
+        Reply::Flood
+            | Reply::DvrError(DvrError::Flood | DvrError::ServerError)
+            | Reply::Dyndns2Error(Dyndns2Error::DnsErr)
     )
 }
 
-/// What happened before the timed part of a `dvr` run.
-#[derive(Clone, Debug, Default, Serialize)]
+/// How the first pass counts a reply: its code (`ACT`, `ERR 0x8000800N`, `good`, `nochg`,
+/// `badauth`, …), or, for a reply that is none of these, its text.
+fn first_pass_key(reply: Reply) -> String {
+    match reply {
+        Reply::Other(text) => text,
+        reply => reply.code().to_owned(),
+    }
+}
+
+/// What happened before the timed part of a `dvr` or `dyndns2` run.
+#[derive(Clone, Debug, Serialize)]
 pub struct DvrSetup {
+    /// The protocol of the run (and of its first pass).
+    pub protocol: HostProtocol,
     /// Hosts in the run.
     pub hosts: u32,
     /// Provisioning through the admin socket (absent: the hosts were taken to exist).
@@ -90,7 +138,8 @@ pub struct Provision {
 /// One update per host, before the timed part: the server's one argon2 check of each.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FirstPass {
-    /// Replies by text, the last try of each host.
+    /// Replies by code (`ACT`, `good`, `nochg`, …; the text of any other), the last try of
+    /// each host.
     pub replies: BTreeMap<String, u64>,
     /// Hosts whose every try failed without a reply (connect, timeout, broken connection).
     pub failed: u64,
@@ -103,9 +152,17 @@ pub struct FirstPass {
 }
 
 impl FirstPass {
-    /// Hosts answered `ACT`.
+    /// Hosts answered `ACT` (DVR).
     pub fn acted(&self) -> u64 {
         self.replies.get("ACT").copied().unwrap_or(0)
+    }
+
+    /// Hosts whose update was accepted: `ACT` (DVR), `good` or `nochg` (dyndns2).
+    pub fn accepted(&self) -> u64 {
+        ["ACT", "good", "nochg"]
+            .iter()
+            .filter_map(|code| self.replies.get(*code))
+            .sum()
     }
 }
 
@@ -131,15 +188,20 @@ pub enum SetupError {
     },
 }
 
-/// Provisions (with `config.admin_socket`) and warms up the DVR hosts of `config`.
-pub async fn prepare(config: &LoadgenConfig) -> Result<DvrSetup, SetupError> {
+/// Provisions (with `config.admin_socket`) and warms up the hosts of `config`, whose updates
+/// are in `protocol`.
+pub async fn prepare(
+    config: &LoadgenConfig,
+    protocol: HostProtocol,
+) -> Result<DvrSetup, SetupError> {
     let naming = config.naming();
     let provision = match &config.admin_socket {
         Some(socket) => Some(provision(config, &naming, socket).await?),
         None => None,
     };
-    let first_pass = first_pass(config, &naming).await;
+    let first_pass = first_pass(config, &naming, protocol).await;
     Ok(DvrSetup {
+        protocol,
         hosts: config.devices,
         provision,
         first_pass,
@@ -294,8 +356,9 @@ async fn provision(
     })
 }
 
-/// Sends every host one update (its initial address), [`FIRST_PASS_CONNECTIONS`] at a time.
-async fn first_pass(config: &LoadgenConfig, naming: &Naming) -> FirstPass {
+/// Sends every host one update in `protocol` (its initial address), [`FIRST_PASS_CONNECTIONS`]
+/// at a time.
+async fn first_pass(config: &LoadgenConfig, naming: &Naming, protocol: HostProtocol) -> FirstPass {
     let start = Instant::now();
     let connections = FIRST_PASS_CONNECTIONS.min(config.devices as usize).max(1);
     let next = Arc::new(AtomicU32::new(0));
@@ -319,23 +382,25 @@ async fn first_pass(config: &LoadgenConfig, naming: &Naming) -> FirstPass {
                 if device >= devices {
                     return (replies, failed);
                 }
-                let target = dvr_target(&naming, seed, device, initial_addr(seed, device).into());
+                let addr = initial_addr(seed, device).into();
+                let request = host_update(protocol, &naming, seed, device, addr);
                 let mut last = None;
                 for attempt in 0..FIRST_PASS_TRIES {
                     if attempt > 0 {
                         retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    last = connection.get(&target).await.ok();
-                    let transient = last.as_deref().is_none_or(|body| {
-                        matches!(body.trim(), "ERR 0x80008004" | "ERR 0x80008005")
-                    });
-                    if !transient {
+                    last = connection
+                        .get(&request)
+                        .await
+                        .ok()
+                        .map(|body| Reply::parse(protocol.kind(), &body));
+                    if last.as_ref().is_some_and(|reply| !transient(reply)) {
                         break;
                     }
                 }
                 match last {
-                    Some(body) => *replies.entry(body.trim().to_owned()).or_default() += 1,
+                    Some(reply) => *replies.entry(first_pass_key(reply)).or_default() += 1,
                     None => failed += 1,
                 }
             }
@@ -374,8 +439,79 @@ mod tests {
             zone: "lg1.dyn.example".into(),
         };
         assert_eq!(
-            dvr_target(&naming, 1, 5, [198, 18, 0, 9].into()),
-            format!("/dvr/update?host=h5.lg1.dyn.example&pw={p}&ip=198.18.0.9")
+            host_update(HostProtocol::Dvr, &naming, 1, 5, [198, 18, 0, 9].into()),
+            Get::plain(format!(
+                "/dvr/update?host=h5.lg1.dyn.example&pw={p}&ip=198.18.0.9"
+            ))
         );
+    }
+
+    #[test]
+    fn a_dyndns2_update_names_the_host_and_sends_its_own_credentials() {
+        let naming = Naming {
+            prefix: "h".into(),
+            zone: "lg1.dyn.example".into(),
+        };
+        let get = host_update(HostProtocol::Dyndns2, &naming, 1, 5, [198, 18, 0, 9].into());
+        assert_eq!(
+            get.target,
+            "/nic/update?hostname=h5.lg1.dyn.example&myip=198.18.0.9"
+        );
+        let authorization = get.authorization.expect("Basic auth");
+        let encoded = authorization
+            .strip_prefix("Basic ")
+            .expect("the Basic scheme");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("standard base64, padded");
+        assert_eq!(
+            String::from_utf8(decoded).expect("utf-8"),
+            format!("h5.lg1.dyn.example:{}", host_password(1, 5))
+        );
+        // RFC 7617's example.
+        assert_eq!(
+            basic_authorization("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        // Another host, another credential.
+        let other = host_update(HostProtocol::Dyndns2, &naming, 1, 6, [198, 18, 0, 9].into());
+        assert_ne!(other.authorization, Some(authorization));
+    }
+
+    #[test]
+    fn the_first_pass_retries_only_what_may_pass_later_and_counts_by_code() {
+        let dyndns2 = |body| Reply::parse(HostProtocol::Dyndns2.kind(), body);
+        let dvr = |body| Reply::parse(HostProtocol::Dvr.kind(), body);
+        for body in ["911", "dnserr"] {
+            assert!(transient(&dyndns2(body)), "{body}");
+        }
+        for body in ["ERR 0x80008004", "ERR 0x80008005"] {
+            assert!(transient(&dvr(body)), "{body}");
+        }
+        for body in [
+            "good 198.18.0.9",
+            "nochg 198.18.0.9",
+            "badauth",
+            "nohost",
+            "abuse",
+        ] {
+            assert!(!transient(&dyndns2(body)), "{body}");
+        }
+        for body in ["ACT", "ERR 0x80008001", "ERR 0x80008002"] {
+            assert!(!transient(&dvr(body)), "{body}");
+        }
+        assert_eq!(first_pass_key(dyndns2("good 198.18.0.9\n")), "good");
+        assert_eq!(first_pass_key(dyndns2("nochg 198.18.0.9")), "nochg");
+        assert_eq!(first_pass_key(dvr("ERR 0x80008002")), "ERR 0x80008002");
+        assert_eq!(first_pass_key(dyndns2("what?")), "what?");
+        let pass = FirstPass {
+            replies: BTreeMap::from([
+                ("good".to_owned(), 3),
+                ("nochg".to_owned(), 2),
+                ("badauth".to_owned(), 1),
+            ]),
+            ..FirstPass::default()
+        };
+        assert_eq!((pass.accepted(), pass.acted()), (5, 0));
     }
 }

@@ -47,16 +47,19 @@ pub enum Kind {
     Ipdetect,
     /// `/dvr/update` (a DVR's host name and host password: the DVR protocol)
     Dvr,
+    /// `/nic/update` (dyndns2: a host name and host password in HTTP Basic auth)
+    Dyndns2,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Add,
         Kind::Update,
         Kind::Remove,
         Kind::Ipdetect,
         Kind::Dvr,
+        Kind::Dyndns2,
     ];
 
     /// The name used in reports.
@@ -67,11 +70,34 @@ impl Kind {
             Kind::Remove => "remove",
             Kind::Ipdetect => "ipdetect",
             Kind::Dvr => "dvr",
+            Kind::Dyndns2 => "dyndns2",
         }
     }
 
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// How a host (a name and a host password, created on the portal or through the admin socket)
+/// is updated: the two protocols that authenticate with a host's own password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostProtocol {
+    /// `GET /dvr/update?host=…&pw=…&ip=…`, answered `ACT` or `ERR 0x8000800N`.
+    Dvr,
+    /// `GET /nic/update?hostname=…&myip=…` with Basic auth `FQDN:password`, answered `good
+    /// ADDR`, `nochg ADDR` or a word.
+    Dyndns2,
+}
+
+impl HostProtocol {
+    /// The request kind its updates are counted under.
+    pub fn kind(self) -> Kind {
+        match self {
+            HostProtocol::Dvr => Kind::Dvr,
+            HostProtocol::Dyndns2 => Kind::Dyndns2,
+        }
     }
 }
 
@@ -142,6 +168,12 @@ pub enum Reply {
     Act,
     /// `ERR 0x8000800N`: the DVR protocol's refusals.
     DvrError(DvrError),
+    /// `good ADDR`: a dyndns2 host's address changed (the first address of the line).
+    Good(IpAddr),
+    /// `nochg ADDR`: a dyndns2 host's address was already current.
+    Nochg(IpAddr),
+    /// A dyndns2 refusal other than `911` (which is [`Reply::Flood`]).
+    Dyndns2Error(Dyndns2Error),
     /// Anything else.
     Other(String),
 }
@@ -150,6 +182,9 @@ impl Reply {
     /// Parses a reply body to a request of `kind`.
     pub fn parse(kind: Kind, body: &str) -> Reply {
         let body = body.trim();
+        if kind == Kind::Dyndns2 {
+            return Reply::parse_dyndns2(body);
+        }
         match body {
             "01" => return Reply::InvalidHostname,
             "02" => return Reply::InvalidMac,
@@ -182,7 +217,25 @@ impl Reply {
         Reply::Other(body.chars().take(64).collect())
     }
 
-    /// The reply code as counted in reports (`ip` for an `ipdetect` address).
+    /// A dyndns2 reply (one hostname per request, so one line), by its first word: `good`
+    /// and `nochg` must name an address, and an error word must stand alone.
+    fn parse_dyndns2(body: &str) -> Reply {
+        let line = body.lines().next().unwrap_or_default().trim();
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        // `good A,AAAA` when both families were sent; the loadgen sends only IPv4.
+        let addr = || rest.trim().split(',').next()?.parse().ok();
+        let reply = match word {
+            "good" => addr().map(Reply::Good),
+            "nochg" => addr().map(Reply::Nochg),
+            "911" if rest.is_empty() => Some(Reply::Flood),
+            _ if rest.is_empty() => Dyndns2Error::parse(word).map(Reply::Dyndns2Error),
+            _ => None,
+        };
+        reply.unwrap_or_else(|| Reply::Other(body.chars().take(64).collect()))
+    }
+
+    /// The reply code as counted in reports (`ip` for an `ipdetect` address; a dyndns2
+    /// reply's first word).
     pub fn code(&self) -> &'static str {
         match self {
             Reply::Created(_) => "10",
@@ -201,6 +254,9 @@ impl Reply {
             Reply::InvalidIp => "04",
             Reply::Act => "ACT",
             Reply::DvrError(error) => error.text(),
+            Reply::Good(_) => "good",
+            Reply::Nochg(_) => "nochg",
+            Reply::Dyndns2Error(error) => error.word(),
             Reply::Other(_) => "other",
         }
     }
@@ -243,6 +299,54 @@ impl DvrError {
 
     fn parse(body: &str) -> Option<DvrError> {
         DvrError::ALL.into_iter().find(|e| e.text() == body)
+    }
+}
+
+/// A dyndns2 refusal (README.md, "dyndns2"), other than `911`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dyndns2Error {
+    /// `badauth`: wrong or unknown credentials.
+    BadAuth,
+    /// `notfqdn`: the hostname is not a domain name.
+    NotFqdn,
+    /// `nohost`: not a host these credentials may update.
+    NoHost,
+    /// `numhost`: too many hostnames.
+    NumHost,
+    /// `abuse`: the host is marked abusive (too many updates in a row that changed nothing).
+    Abuse,
+    /// `badagent`: no User-Agent.
+    BadAgent,
+    /// `dnserr`: a bad address, or the change could not be made durable (nothing acknowledged).
+    DnsErr,
+}
+
+impl Dyndns2Error {
+    const ALL: [Dyndns2Error; 7] = [
+        Dyndns2Error::BadAuth,
+        Dyndns2Error::NotFqdn,
+        Dyndns2Error::NoHost,
+        Dyndns2Error::NumHost,
+        Dyndns2Error::Abuse,
+        Dyndns2Error::BadAgent,
+        Dyndns2Error::DnsErr,
+    ];
+
+    /// The word on the wire, as counted in reports.
+    pub fn word(self) -> &'static str {
+        match self {
+            Dyndns2Error::BadAuth => "badauth",
+            Dyndns2Error::NotFqdn => "notfqdn",
+            Dyndns2Error::NoHost => "nohost",
+            Dyndns2Error::NumHost => "numhost",
+            Dyndns2Error::Abuse => "abuse",
+            Dyndns2Error::BadAgent => "badagent",
+            Dyndns2Error::DnsErr => "dnserr",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Dyndns2Error> {
+        Dyndns2Error::ALL.into_iter().find(|e| e.word() == word)
     }
 }
 
@@ -340,9 +444,9 @@ pub struct FleetConfig {
     /// No schedule: the driver asks [`Fleet::next_closed`] for a request whenever a
     /// connection is free (the `updates` scenario).
     pub closed_loop: bool,
-    /// The closed loop sends DVR updates (`/dvr/update`, the `dvr` scenario) instead of the
-    /// device API's `update`.
-    pub dvr: bool,
+    /// The closed loop sends host updates in this protocol (`/dvr/update` or `/nic/update`:
+    /// the `dvr` and `dyndns2` scenarios) instead of the device API's `update`.
+    pub hosts: Option<HostProtocol>,
     /// Seeds the rolls and the new addresses (the seed itself, unless a run must not repeat
     /// an earlier run's addresses: the `updates` scenario mixes in the time).
     pub roll_seed: u64,
@@ -519,9 +623,9 @@ impl Fleet {
     }
 
     /// The closed loop's next request, due `now_us`: the next idle device in turn gets a new
-    /// WAN address and sends `update` (or `add`, if it is not registered yet; a DVR host was
-    /// provisioned before the run and sends its DVR update). `None` once every device is busy
-    /// or removed.
+    /// WAN address and sends `update` (or `add`, if it is not registered yet; a host was
+    /// provisioned before the run and sends its protocol's update). `None` once every device
+    /// is busy or removed.
     pub fn next_closed(&mut self, now_us: u64) -> Option<Request> {
         for _ in 0..self.config.devices {
             let device = self.cursor;
@@ -535,11 +639,7 @@ impl Fleet {
                 return Some(self.issue(device, Kind::Add, Reason::Boot, now_us));
             }
             self.change_wan(d);
-            let kind = if self.config.dvr {
-                Kind::Dvr
-            } else {
-                Kind::Update
-            };
+            let kind = self.config.hosts.map_or(Kind::Update, HostProtocol::kind);
             return Some(self.issue(device, kind, Reason::Change, now_us));
         }
         None
@@ -674,9 +774,13 @@ impl Fleet {
             (_, Reply::Flood | Reply::DvrError(DvrError::Flood)) => done.verdict = Verdict::Flood,
             (
                 _,
-                Reply::ServerError | Reply::DeleteFailed | Reply::DvrError(DvrError::ServerError),
+                Reply::ServerError
+                | Reply::DeleteFailed
+                | Reply::DvrError(DvrError::ServerError)
+                | Reply::Dyndns2Error(Dyndns2Error::DnsErr),
             ) => {
-                // `12` acknowledges nothing, but a change may still land after the timeout.
+                // `12` acknowledges nothing, but a change may still land after the timeout
+                // (every request carries a valid address, so `dnserr` is the durable path's).
                 if write {
                     self.flags[d] |= UNCERTAIN;
                 }
@@ -696,6 +800,15 @@ impl Fleet {
             (Kind::Dvr, Reply::Act) => {
                 self.acked(d, request.addr);
                 done.acked_change = Some(request.addr);
+            }
+            // dyndns2 says which: `good` a change, `nochg` none (a new address the server
+            // happened to have). Either must name the address sent.
+            (Kind::Dyndns2, Reply::Good(addr)) if *addr == request.addr => {
+                self.acked(d, request.addr);
+                done.acked_change = Some(request.addr);
+            }
+            (Kind::Dyndns2, Reply::Nochg(addr)) if *addr == request.addr => {
+                self.acked(d, request.addr);
             }
             (Kind::Update, Reply::NotFound) => {
                 // The server does not know a device that thought it was registered: it
@@ -793,7 +906,7 @@ mod tests {
             surge: None,
             registered: false,
             closed_loop: false,
-            dvr: false,
+            hosts: None,
             roll_seed: 1,
             end_us: 1000 * SEC,
             seed: 1,
@@ -818,6 +931,7 @@ mod tests {
             Kind::Remove => Reply::Deleted,
             Kind::Ipdetect => Reply::Detected(IpAddr::from([127, 0, 0, 1])),
             Kind::Dvr => Reply::Act,
+            Kind::Dyndns2 => unreachable!("a dyndns2 ack names the address sent"),
         }
     }
 
@@ -1136,7 +1250,7 @@ mod tests {
     fn the_dvr_loop_sends_only_dvr_updates_and_judges_their_replies() {
         let mut f = fleet(FleetConfig {
             closed_loop: true,
-            dvr: true,
+            hosts: Some(HostProtocol::Dvr),
             registered: true,
             ..config(2)
         });
@@ -1164,6 +1278,95 @@ mod tests {
         }
         let again = f.next_closed(4).expect("an idle host");
         assert_ne!(again.addr, first.addr, "each update a new address");
+    }
+
+    #[test]
+    fn the_dyndns2_loop_acknowledges_only_the_address_it_sent() {
+        let mut f = fleet(FleetConfig {
+            closed_loop: true,
+            hosts: Some(HostProtocol::Dyndns2),
+            registered: true,
+            ..config(4)
+        });
+        let next = |f: &mut Fleet| {
+            let r = f.next_closed(0).expect("an idle host");
+            assert_eq!(r.kind, Kind::Dyndns2);
+            r
+        };
+        // `good` with the address sent: a change, which DNS should then show.
+        let r = next(&mut f);
+        let done = f.complete(&r, &Ok(Reply::Good(r.addr.into())), 1);
+        assert_eq!(
+            (done.verdict, done.acked_change),
+            (Verdict::Ok, Some(r.addr))
+        );
+        assert_eq!(f.expect(r.device), Expect::Addr(r.addr));
+        // `nochg` with it: acknowledged, but not a change to follow to DNS.
+        let r = next(&mut f);
+        let done = f.complete(&r, &Ok(Reply::Nochg(r.addr.into())), 1);
+        assert_eq!((done.verdict, done.acked_change), (Verdict::Ok, None));
+        assert_eq!(f.expect(r.device), Expect::Addr(r.addr));
+        // `good` naming another address is not this update's acknowledgement.
+        let r = next(&mut f);
+        let other = IpAddr::from([192, 0, 2, 1]);
+        let done = f.complete(&r, &Ok(Reply::Good(other)), 1);
+        assert_eq!(
+            (done.verdict, done.acked_change),
+            (Verdict::Unexpected, None)
+        );
+        assert_eq!(f.expect(r.device), Expect::Unknown);
+        let verdict = |f: &mut Fleet, reply: Reply| {
+            let r = f.next_closed(0).expect("an idle host");
+            f.complete(&r, &Ok(reply), 1).verdict
+        };
+        assert_eq!(verdict(&mut f, Reply::Flood), Verdict::Flood);
+        let dnserr = Reply::Dyndns2Error(Dyndns2Error::DnsErr);
+        assert_eq!(verdict(&mut f, dnserr), Verdict::Server);
+        assert_eq!(f.expect(0), Expect::Unknown, "dnserr may still land");
+        for error in [
+            Dyndns2Error::BadAuth,
+            Dyndns2Error::NoHost,
+            Dyndns2Error::Abuse,
+            Dyndns2Error::BadAgent,
+        ] {
+            assert_eq!(
+                verdict(&mut f, Reply::Dyndns2Error(error)),
+                Verdict::Unexpected
+            );
+        }
+        // A device API code to a dyndns2 request is not an acknowledgement either.
+        assert_eq!(verdict(&mut f, Reply::Act), Verdict::Unexpected);
+    }
+
+    #[test]
+    fn dyndns2_replies_are_counted_by_their_first_word() {
+        let parse = |body: &str| Reply::parse(Kind::Dyndns2, body);
+        let addr = IpAddr::from([198, 18, 0, 9]);
+        assert_eq!(parse("good 198.18.0.9\n"), Reply::Good(addr));
+        assert_eq!(parse("nochg 198.18.0.9"), Reply::Nochg(addr));
+        assert_eq!(parse("good 198.18.0.9,2001:db8::1"), Reply::Good(addr));
+        assert_eq!(parse("good 198.18.0.9").code(), "good");
+        assert_eq!(parse("nochg 198.18.0.9").code(), "nochg");
+        for word in [
+            "badauth", "notfqdn", "nohost", "numhost", "abuse", "badagent", "dnserr",
+        ] {
+            let reply = parse(&format!("{word}\n"));
+            assert!(matches!(reply, Reply::Dyndns2Error(_)), "{word}: {reply:?}");
+            assert_eq!(reply.code(), word);
+        }
+        assert_eq!(parse("911\n"), Reply::Flood);
+        assert_eq!(parse("911").code(), "911");
+        // The device API's and the DVR protocol's codes mean nothing here.
+        assert_eq!(parse("09").code(), "other");
+        assert_eq!(parse("ACT").code(), "other");
+        // `good` must name an address; words are whole and exact.
+        assert_eq!(parse("good").code(), "other");
+        assert_eq!(parse("good banana").code(), "other");
+        assert_eq!(parse("goodish 198.18.0.9").code(), "other");
+        assert_eq!(parse("Good 198.18.0.9").code(), "other");
+        assert_eq!(parse("abuse 198.18.0.9").code(), "other");
+        // And outside dyndns2, `good` is not a reply.
+        assert_eq!(Reply::parse(Kind::Dvr, "good 198.18.0.9").code(), "other");
     }
 
     #[test]

@@ -18,10 +18,29 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::fleet::CallError;
 
+/// One `GET` a device sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Get {
+    /// Path and query.
+    pub target: String,
+    /// The `Authorization` header's value (dyndns2's Basic auth), if any.
+    pub authorization: Option<String>,
+}
+
+impl Get {
+    /// A `GET` without credentials in its headers (the device API's, the DVR protocol's).
+    pub fn plain(target: String) -> Get {
+        Get {
+            target,
+            authorization: None,
+        }
+    }
+}
+
 /// Sends one `GET` and returns the reply body. The driver runs one per connection.
 pub trait Transport: Send + 'static {
-    /// `GET target` (path and query).
-    fn get(&mut self, target: &str) -> impl Future<Output = Result<String, CallError>> + Send;
+    /// Sends `request`.
+    fn get(&mut self, request: &Get) -> impl Future<Output = Result<String, CallError>> + Send;
 }
 
 /// Replies larger than this are refused (the device API's are a few dozen bytes).
@@ -76,13 +95,17 @@ impl HttpConnection {
         Ok(())
     }
 
-    async fn exchange(&mut self, target: &str) -> Result<String, CallError> {
+    async fn exchange(&mut self, request: &Get) -> Result<String, CallError> {
         self.request.clear();
         let _ = write!(
             self.request,
-            "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
-            self.addr, self.user_agent
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n",
+            request.target, self.addr, self.user_agent
         );
+        if let Some(authorization) = &request.authorization {
+            let _ = write!(self.request, "Authorization: {authorization}\r\n");
+        }
+        self.request.extend_from_slice(b"\r\n");
         let reused = self.stream.is_some();
         if !reused {
             self.connect().await?;
@@ -187,9 +210,9 @@ impl HttpConnection {
 }
 
 impl Transport for HttpConnection {
-    async fn get(&mut self, target: &str) -> Result<String, CallError> {
+    async fn get(&mut self, request: &Get) -> Result<String, CallError> {
         let deadline = Instant::now() + self.timeout;
-        match timeout_at(deadline, self.exchange(target)).await {
+        match timeout_at(deadline, self.exchange(request)).await {
             Ok(result) => result,
             Err(_) => {
                 // The reply may still arrive: this connection is out of step now.
@@ -254,6 +277,10 @@ mod tests {
         )
     }
 
+    fn get(target: &str) -> Get {
+        Get::plain(target.to_owned())
+    }
+
     const SHORT: &str = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n09";
     const OK_09: &str =
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n09";
@@ -269,9 +296,56 @@ mod tests {
         ]])
         .await;
         let (mut c, opened) = connection(addr, 5000);
-        assert_eq!(c.get("/update.aspx?x=1").await, Ok("09".into()));
-        assert_eq!(c.get("/ipdetect.aspx").await, Ok("127.0.0.1".into()));
+        assert_eq!(c.get(&get("/update.aspx?x=1")).await, Ok("09".into()));
+        assert_eq!(c.get(&get("/ipdetect.aspx")).await, Ok("127.0.0.1".into()));
         assert_eq!(opened.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn sends_an_authorization_header_only_with_credentials() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let mut heads = Vec::new();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while heads.len() < 2 {
+                let n = socket.read(&mut buf).await.expect("reads");
+                assert!(n > 0, "closed after {heads:?}");
+                got.extend_from_slice(&buf[..n]);
+                while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = got.drain(..end + 4).collect();
+                    heads.push(String::from_utf8(head).expect("utf-8"));
+                    socket.write_all(OK_09.as_bytes()).await.expect("writes");
+                }
+            }
+            heads
+        });
+        let (mut c, _) = connection(addr, 5000);
+        let with = Get {
+            target: "/nic/update?hostname=a.example".into(),
+            authorization: Some("Basic YTpi".into()),
+        };
+        assert_eq!(c.get(&with).await, Ok("09".into()));
+        assert_eq!(c.get(&get("/ipdetect.aspx")).await, Ok("09".into()));
+        let heads = server.await.expect("the server task ends");
+        assert!(
+            heads[0].starts_with("GET /nic/update?hostname=a.example HTTP/1.1\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[0].contains("\r\nAuthorization: Basic YTpi\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[0].contains("\r\nUser-Agent: t - t - 1\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(!heads[1].contains("Authorization"), "{}", heads[1]);
     }
 
     #[tokio::test]
@@ -282,8 +356,8 @@ mod tests {
         ])
         .await;
         let (mut c, opened) = connection(addr, 5000);
-        assert_eq!(c.get("/a").await, Ok("09".into()));
-        assert_eq!(c.get("/b").await, Ok("09".into()));
+        assert_eq!(c.get(&get("/a")).await, Ok("09".into()));
+        assert_eq!(c.get(&get("/b")).await, Ok("09".into()));
         assert_eq!(opened.load(Ordering::Relaxed), 2);
     }
 
@@ -305,15 +379,15 @@ mod tests {
         ])
         .await;
         let (mut c, _) = connection(addr, 300);
-        assert_eq!(c.get("/").await, Err(CallError::Http));
-        assert_eq!(c.get("/").await, Err(CallError::Http));
-        assert_eq!(c.get("/").await, Err(CallError::Io));
-        assert_eq!(c.get("/").await, Err(CallError::Timeout));
+        assert_eq!(c.get(&get("/")).await, Err(CallError::Http));
+        assert_eq!(c.get(&get("/")).await, Err(CallError::Http));
+        assert_eq!(c.get(&get("/")).await, Err(CallError::Io));
+        assert_eq!(c.get(&get("/")).await, Err(CallError::Timeout));
         // Nobody listens any more on a fresh port.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let dead = listener.local_addr().expect("address");
         drop(listener);
         let (mut c, _) = connection(dead, 300);
-        assert_eq!(c.get("/").await, Err(CallError::Connect));
+        assert_eq!(c.get(&get("/")).await, Err(CallError::Connect));
     }
 }

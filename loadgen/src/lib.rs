@@ -2,7 +2,7 @@
 //!
 //! Devices follow the client rules of the seed (register once, update on reboot, poll
 //! `ipdetect`, update only on a change, remove on decommission) on an open-loop schedule (or,
-//! to measure the maximum rate, in a closed loop of device-API or DVR updates), over
+//! to measure the maximum rate, in a closed loop of device-API, DVR or dyndns2 updates), over
 //! a bounded pool of keep-alive HTTP/1.1 connections; a sample of acknowledged changes is
 //! followed to DNS, and at the end the server's DNS answers are checked against what each
 //! device last had acknowledged.
@@ -14,8 +14,9 @@
 //! - `stats` and `report`: HDR histograms, reply codes, errors, a per-second timeline, the
 //!   [`Report`] (text and JSON) and its SVG plot ([`plot_svg`]).
 //! - `token`: sealing device credentials as firmware does ([`Sealer`]).
-//! - `dvr`: the `dvr` scenario's hosts: their passwords ([`host_password`]), provisioning
-//!   them through the server's admin socket and the untimed first pass ([`DvrSetup`]).
+//! - `dvr`: the hosts of the `dvr` and `dyndns2` scenarios: their passwords
+//!   ([`host_password`]), each protocol's update, provisioning them through the server's admin
+//!   socket and the untimed first pass ([`DvrSetup`]).
 //! - `config`: [`LoadgenConfig`], scenarios and flag parsing helpers.
 //!
 //! The binary `ddns-loadgen` (src/main.rs) parses flags, shows progress and writes the files.
@@ -35,8 +36,8 @@ mod token;
 pub use config::{ConfigError, LoadgenConfig, Scenario, Verify, parse_duration};
 pub use dns::VerifyReport;
 pub use dvr::{DvrSetup, FirstPass, Provision, SetupError, host_password};
-pub use fleet::{Expect, Fleet};
-pub use http::{HttpConnection, Transport};
+pub use fleet::{Expect, Fleet, HostProtocol};
+pub use http::{Get, HttpConnection, Transport};
 pub use report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, plot_svg};
 pub use run::{LEAD_US, Live, Progress, RunError, RunOutcome, run, run_with};
 pub use stats::{Errors, Latency, SecondPoint};

@@ -29,8 +29,9 @@ struct Args {
     /// Fleet size (at most 16,777,216).
     #[arg(long, default_value_t = 30_000)]
     devices: u32,
-    /// steady, churn, surge, updates (closed loop at max rate: only updates, no polls), or dvr
-    /// (the same closed loop of DVR updates, `/dvr/update`, over provisioned hosts).
+    /// steady, churn, surge, updates (closed loop at max rate: only updates, no polls), dvr
+    /// (the same closed loop of DVR updates, `/dvr/update`, over provisioned hosts) or dyndns2
+    /// (the same over the same hosts, `/nic/update` with Basic auth).
     #[arg(long, default_value = "steady")]
     scenario: Scenario,
     /// How often each device polls ipdetect (simulated time).
@@ -84,16 +85,17 @@ struct Args {
     /// The vendor's zone.
     #[arg(long, default_value = "dyn.example")]
     zone: String,
-    /// Device labels are this prefix and the device's index [default: lg<seed>-; dvr: h].
+    /// Device labels are this prefix and the device's index [default: lg<seed>-; dvr and
+    /// dyndns2: h].
     #[arg(long)]
     label_prefix: Option<String>,
-    /// dvr: the hosts' group; hosts are h<N>.<group>.<zone> [default: lg<seed>].
+    /// dvr, dyndns2: the hosts' group; hosts are h<N>.<group>.<zone> [default: lg<seed>].
     #[arg(long)]
     dvr_group: Option<String>,
-    /// dvr: the portal user who owns the hosts (created by --provision if missing).
+    /// dvr, dyndns2: the portal user who owns the hosts (created by --provision if missing).
     #[arg(long, default_value = "loadgen")]
     dvr_user: String,
-    /// dvr: before the run, create the --devices hosts the user does not have yet through the
+    /// dvr, dyndns2: before the run, create the --devices hosts the user does not have yet through the
     /// server's admin socket (one argon2 hash each on the server, tens of ms of a core).
     #[arg(long)]
     provision: bool,
@@ -152,8 +154,8 @@ fn key(args: &Args) -> anyhow::Result<DeviceKey> {
             .join("keys")
             .join(format!("{}.key", args.vendor))
     });
-    // DVRs have no vendor key: any will do when none is at hand.
-    if args.scenario == Scenario::Dvr && args.key_file.is_none() && !path.exists() {
+    // Hosts' clients have no vendor key: any will do when none is at hand.
+    if args.scenario.hosts().is_some() && args.key_file.is_none() && !path.exists() {
         return Ok(DeviceKey {
             id: 0,
             secret: [0; 32],
@@ -182,8 +184,8 @@ fn config(args: &Args) -> anyhow::Result<LoadgenConfig> {
     c.dvr_user = args.dvr_user.clone();
     c.provision_concurrency = args.provision_concurrency;
     if args.provision {
-        if args.scenario != Scenario::Dvr {
-            bail!("--provision is for --scenario dvr");
+        if args.scenario.hosts().is_none() {
+            bail!("--provision is for --scenario dvr or dyndns2");
         }
         c.admin_socket = Some(
             args.admin_socket
@@ -294,10 +296,11 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Some(lines.insert(Lines(Instant::now())))
     };
 
-    if config.scenario == Scenario::Dvr && !args.quiet {
+    if config.scenario.hosts().is_some() && !args.quiet {
         eprintln!(
-            "ddns-loadgen: dvr: {}{} hosts, then one untimed update of each (the server's argon2 \
+            "ddns-loadgen: {}: {}{} hosts, then one untimed update of each (the server's argon2 \
              check, tens of ms of a core each unless it remembers the host)",
+            config.scenario.name(),
             if config.admin_socket.is_some() {
                 "provisioning any missing of "
             } else {

@@ -15,7 +15,8 @@ use crate::stats::{Errors, Latency, SecondPoint};
 pub struct Report {
     /// What was run.
     pub run: RunInfo,
-    /// The `dvr` scenario's untimed setup: provisioning and the first update of each host.
+    /// The `dvr` and `dyndns2` scenarios' untimed setup: provisioning and the first update
+    /// of each host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dvr_setup: Option<DvrSetup>,
     /// Seconds from the start until the last reply (or the end of the drain).
@@ -29,9 +30,10 @@ pub struct Report {
     /// The same for requests due after the boot window (the first poll interval, or the surge
     /// when it is the boot): the settled fleet, without its registration burst.
     pub latency_after_boot: Latency,
-    /// Per kind (`add`, `update`, `remove`, `ipdetect`).
+    /// Per kind (`add`, `update`, `remove`, `ipdetect`, `dvr`, `dyndns2`).
     pub kinds: BTreeMap<&'static str, KindReport>,
-    /// Reply codes per kind (`ip` is an `ipdetect` address).
+    /// Reply codes per kind (`ip` is an `ipdetect` address; dyndns2 replies by their first
+    /// word: `good`, `nochg`, `badauth`, …).
     pub replies: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
     /// Failures by cause.
     pub errors: Errors,
@@ -50,7 +52,7 @@ pub struct Report {
 /// The run's parameters, as the report states them.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunInfo {
-    /// `steady`, `churn`, `surge`, `updates` or `dvr`.
+    /// `steady`, `churn`, `surge`, `updates`, `dvr` or `dyndns2`.
     pub scenario: String,
     /// Fleet size.
     pub devices: u32,
@@ -181,7 +183,12 @@ impl fmt::Display for Report {
             r.scenario, r.devices, r.poll_interval_secs, r.speedup, r.connections, r.seed
         )?;
         if let Some(setup) = &self.dvr_setup {
-            write!(out, "dvr setup (untimed): {} hosts", setup.hosts)?;
+            write!(
+                out,
+                "{} host setup (untimed): {} hosts",
+                setup.protocol.kind().name(),
+                setup.hosts
+            )?;
             if let Some(p) = &setup.provision {
                 write!(
                     out,

@@ -16,9 +16,10 @@
 //! The `updates` scenario is the exception: it measures the server's maximum rate, so each
 //! connection is given the next device's update as soon as its previous reply is in, and the
 //! offered rate is whatever the server sustains with `--connections` requests outstanding.
-//! Its latency is each exchange's (due when sent). The `dvr` scenario is the same loop over
-//! DVR hosts (`/dvr/update`), after an untimed setup (`dvr`: provisioning, and one update per
-//! host so that the server's one argon2 check of each is not in the figures).
+//! Its latency is each exchange's (due when sent). The `dvr` and `dyndns2` scenarios are the
+//! same loop over hosts (`/dvr/update`, `/nic/update`), after an untimed setup (`dvr.rs`:
+//! provisioning, and one update per host so that the server's one argon2 check of each is not
+//! in the figures).
 //!
 //! # Bounds
 //!
@@ -38,9 +39,9 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 use crate::config::{ConfigError, LoadgenConfig, Scenario, Verify};
 use crate::cpu::{CpuSampler, cpu_secs, machine_busy_secs, thread_delta, thread_secs};
 use crate::dns::{ProbeRequest, run_prober, verify};
-use crate::dvr::{SetupError, dvr_target};
-use crate::fleet::{Expect, Fleet, Kind, Naming, Outcome, Reply, Request, mac_of};
-use crate::http::{HttpConnection, Transport};
+use crate::dvr::{SetupError, host_update};
+use crate::fleet::{Expect, Fleet, HostProtocol, Kind, Naming, Outcome, Reply, Request, mac_of};
+use crate::http::{Get, HttpConnection, Transport};
 use crate::report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, ThreadCpu};
 use crate::rng::{SplitMix64, derive};
 use crate::stats::{Latency, SecondPoint, Stats, rate};
@@ -60,8 +61,8 @@ pub enum RunError {
     /// A socket or the prober thread could not be opened.
     #[error("loadgen I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The DVR hosts could not be provisioned.
-    #[error("dvr setup: {0}")]
+    /// The hosts (`dvr`, `dyndns2`) could not be provisioned.
+    #[error("host setup: {0}")]
     Setup(#[from] SetupError),
 }
 
@@ -102,15 +103,15 @@ pub struct RunOutcome {
 }
 
 /// Runs the fleet against the real server: `connections` keep-alive HTTP connections. The
-/// `dvr` scenario first provisions and warms up its hosts (`dvr.rs`), untimed.
+/// `dvr` and `dyndns2` scenarios first provision and warm up their hosts (`dvr.rs`), untimed.
 pub async fn run(
     config: &LoadgenConfig,
     progress: Option<&mut dyn Progress>,
 ) -> Result<RunOutcome, RunError> {
     config.validate()?;
-    let dvr_setup = match config.scenario {
-        Scenario::Dvr => Some(crate::dvr::prepare(config).await?),
-        _ => None,
+    let dvr_setup = match config.scenario.hosts() {
+        Some(protocol) => Some(crate::dvr::prepare(config, protocol).await?),
+        None => None,
     };
     let opened = Arc::new(AtomicU64::new(0));
     let transports = (0..config.connections)
@@ -128,8 +129,8 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// Builds request targets: seals a fresh token per request (a device keeps one, but sealing
-/// costs ~1 µs and spares 60+ bytes per device of memory).
+/// Builds requests: seals a fresh token per request (a device keeps one, but sealing costs
+/// ~1 µs and spares 60+ bytes per device of memory).
 struct Wire {
     sealer: Sealer,
     naming: Naming,
@@ -137,12 +138,21 @@ struct Wire {
 }
 
 impl Wire {
-    fn target(&self, request: &Request, now_secs: u64) -> String {
+    fn request(&self, request: &Request, now_secs: u64) -> Get {
         let token = || {
             self.sealer
                 .seal(&mac_of(self.seed, request.device), now_secs)
         };
-        match request.kind {
+        let host = |protocol| {
+            host_update(
+                protocol,
+                &self.naming,
+                self.seed,
+                request.device,
+                request.addr,
+            )
+        };
+        Get::plain(match request.kind {
             Kind::Ipdetect => "/ipdetect.aspx".to_owned(),
             Kind::Add => format!(
                 "/add.aspx?mac={}&dm={}&myip={}",
@@ -152,8 +162,9 @@ impl Wire {
             ),
             Kind::Update => format!("/update.aspx?mac={}&myip={}", token(), request.addr),
             Kind::Remove => format!("/remove.aspx?mac={}", token()),
-            Kind::Dvr => dvr_target(&self.naming, self.seed, request.device, request.addr),
-        }
+            Kind::Dvr => return host(HostProtocol::Dvr),
+            Kind::Dyndns2 => return host(HostProtocol::Dyndns2),
+        })
     }
 }
 
@@ -196,9 +207,9 @@ async fn worker<T: Transport>(
     mut sampler: Option<Sampler>,
 ) {
     while let Some(Job { request, sent_us }) = jobs.recv().await {
-        let target = wire.target(&request, unix_secs());
+        let get = wire.request(&request, unix_secs());
         let outcome = transport
-            .get(&target)
+            .get(&get)
             .await
             .map(|body| Reply::parse(request.kind, &body));
         let at = Instant::now();
@@ -208,6 +219,7 @@ async fn worker<T: Transport>(
             let acked = match (request.kind, reply) {
                 (Kind::Add, Reply::Created(fqdn)) => wire.naming.is_fqdn(request.device, fqdn),
                 (Kind::Add | Kind::Update, Reply::Modified) | (Kind::Dvr, Reply::Act) => true,
+                (Kind::Dyndns2, Reply::Good(addr)) => *addr == request.addr,
                 _ => false,
             };
             if acked && sampler.rng.chance(sampler.share) {
@@ -572,7 +584,8 @@ mod tests {
     }
 
     impl Transport for SlowFake {
-        async fn get(&mut self, target: &str) -> Result<String, CallError> {
+        async fn get(&mut self, request: &Get) -> Result<String, CallError> {
+            let target = request.target.as_str();
             self.log
                 .lock()
                 .expect("not poisoned")
@@ -589,9 +602,29 @@ mod tests {
                 Some("/update.aspx") => "09".into(),
                 Some("/remove.aspx") => "15".into(),
                 Some("/dvr/update") => "ACT".into(),
+                Some("/nic/update") => {
+                    let host = param("hostname").expect("hostname");
+                    if request.authorization != Some(host_credentials(&host)) {
+                        "badauth".into()
+                    } else {
+                        format!("good {}", param("myip").expect("myip"))
+                    }
+                }
                 _ => "127.0.0.1".into(),
             })
         }
+    }
+
+    /// The Basic auth a host's own credentials make, computed apart from `dvr.rs`: `hN.…` has
+    /// the password `host_password(1, N)`.
+    fn host_credentials(fqdn: &str) -> String {
+        use base64::Engine;
+        let n: u32 = fqdn[1..fqdn.find('.').expect("a dot")].parse().expect("hN");
+        let pair = format!("{fqdn}:{}", crate::dvr::host_password(1, n));
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
     }
 
     fn config() -> LoadgenConfig {
@@ -800,6 +833,32 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_dyndns2_loop_updates_every_host_in_turn_with_its_own_credentials() {
+        let mut c = config();
+        c.scenario = Scenario::Dyndns2;
+        c.devices = 10;
+        c.connections = 2;
+        c.duration = Duration::from_millis(100);
+        // 5 ms a reply, 2 connections, 100 ms: 40 updates, four per host, each `good`.
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(5)).await;
+        let r = &outcome.report;
+        assert_eq!(r.replies["dyndns2"]["good"], 40, "{r}");
+        assert_eq!(r.replies["dyndns2"].len(), 1, "{r}");
+        assert_eq!(r.kinds["dyndns2"].count, 40);
+        assert_eq!(r.kinds["dvr"].count + r.kinds["update"].count, 0);
+        assert_eq!(r.errors.total, 0);
+        for device in 0..10 {
+            let host = format!("/nic/update?hostname=h{device}.lg1.dyn.example&myip=");
+            assert_eq!(sent.iter().filter(|(_, t)| t.starts_with(&host)).count(), 4);
+            let Expect::Addr(addr) = outcome.fleet.expect(device) else {
+                panic!("host {device} acknowledged");
+            };
+            let last = sent.iter().rev().find(|(_, t)| t.starts_with(&host));
+            assert!(last.is_some_and(|(_, t)| t.ends_with(&format!("&myip={addr}"))));
+        }
+    }
+
     #[test]
     fn targets_are_what_devices_send() {
         let c = config();
@@ -815,7 +874,7 @@ mod tests {
             addr: [198, 18, 0, 9].into(),
             due_us: 0,
         };
-        let add = wire.target(&request(Kind::Add), 0);
+        let add = wire.request(&request(Kind::Add), 0).target;
         assert!(add.starts_with("/add.aspx?mac="), "{add}");
         assert!(add.ends_with("&dm=lg1-42&myip=198.18.0.9"), "{add}");
         let token = &add["/add.aspx?mac=".len()..add.find("&dm").expect("dm")];
@@ -825,14 +884,38 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "base64url needs no escaping: {token}"
         );
-        assert!(
-            wire.target(&request(Kind::Update), 0)
-                .ends_with("&myip=198.18.0.9")
+        let target = |kind| wire.request(&request(kind), 0).target;
+        assert!(target(Kind::Update).ends_with("&myip=198.18.0.9"));
+        assert!(target(Kind::Remove).starts_with("/remove.aspx?mac="));
+        assert_eq!(target(Kind::Ipdetect), "/ipdetect.aspx");
+        // Only dyndns2 sends credentials in a header.
+        for kind in [
+            Kind::Add,
+            Kind::Update,
+            Kind::Remove,
+            Kind::Ipdetect,
+            Kind::Dvr,
+        ] {
+            assert_eq!(
+                wire.request(&request(kind), 0).authorization,
+                None,
+                "{kind:?}"
+            );
+        }
+        let mut hosts = c.clone();
+        hosts.scenario = Scenario::Dyndns2;
+        let wire = Wire {
+            naming: hosts.naming(),
+            ..wire
+        };
+        let dyndns2 = wire.request(&request(Kind::Dyndns2), 0);
+        assert_eq!(
+            dyndns2.target,
+            "/nic/update?hostname=h42.lg1.dyn.example&myip=198.18.0.9"
         );
-        assert!(
-            wire.target(&request(Kind::Remove), 0)
-                .starts_with("/remove.aspx?mac=")
+        assert_eq!(
+            dyndns2.authorization,
+            Some(host_credentials("h42.lg1.dyn.example"))
         );
-        assert_eq!(wire.target(&request(Kind::Ipdetect), 0), "/ipdetect.aspx");
     }
 }

@@ -63,11 +63,11 @@ pub struct Errors {
     pub io: u64,
     /// Not an HTTP 200 with a body.
     pub http: u64,
-    /// `12` or `16`.
+    /// `12` or `16` (or the DVR protocol's `ERR 0x80008005`, dyndns2's `dnserr`).
     pub server: u64,
     /// A reply the device's state rules out (`13` to a registered device, `07`, `02`, …).
     pub unexpected: u64,
-    /// `911`.
+    /// `911` (or the DVR protocol's `ERR 0x80008004`).
     pub flood: u64,
     /// Still due or in flight when the drain after `--duration` ended.
     pub abandoned: u64,
