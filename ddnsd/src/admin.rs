@@ -354,7 +354,7 @@ async fn offline(config: &Config, request: Request) -> anyhow::Result<Reply> {
     let log = crate::eventlog::open(config).await?;
     let snapshot_dir = config.data_dir.join("snapshot");
     let zone = Arc::new(LiveZone::new(Vec::new()));
-    let projector = Projector::open(&snapshot_dir, zone, log.clone())
+    let projector = Projector::open_or_rebuild(&snapshot_dir, zone, log.clone())
         .with_context(|| format!("opening the snapshot in {}", snapshot_dir.display()))?;
     let view = projector.view();
     let task = tokio::spawn(projector.run());

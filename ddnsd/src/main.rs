@@ -11,6 +11,7 @@ mod config;
 mod eventlog;
 mod import;
 mod serve;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,12 @@ enum Command {
         /// The `$ORIGIN` to start with, if the file has none before its first relative name.
         #[arg(long)]
         origin: Option<String>,
+    },
+    /// Checks a stopped server's snapshot against its log: folds the log up to the snapshot's
+    /// position and compares (exit status 1 if they differ).
+    Verify {
+        #[command(flatten)]
+        common: Common,
     },
     /// Prints a `mac` token for a device, sealed with its vendor's key.
     Cipher {
@@ -242,6 +249,20 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?
                 .block_on(import::import(&config, &file, origin.as_deref()))
+        }
+        Command::Verify { common } => {
+            let overrides = Overrides {
+                data_dir: common.data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(common.config.as_deref(), &overrides)?;
+            let output = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(verify::verify(&config))?;
+            println!("{output}");
+            Ok(())
         }
         Command::Cipher {
             common,

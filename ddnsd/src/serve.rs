@@ -42,7 +42,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let log = eventlog::open(&config).await?;
     let snapshot_dir = config.data_dir.join("snapshot");
-    let projector = Projector::open(&snapshot_dir, zone.clone(), log.clone())
+    let projector = Projector::open_or_rebuild(&snapshot_dir, zone.clone(), log.clone())
         .with_context(|| format!("opening the snapshot in {}", snapshot_dir.display()))?;
     let view = projector.view();
     let mut projector_task = tokio::spawn(projector.run());

@@ -59,6 +59,9 @@ pub enum ProjectorError {
     /// The snapshot writer's thread could not be started.
     #[error("starting the snapshot writer: {0}")]
     Thread(std::io::Error),
+    /// A damaged snapshot could not be moved aside.
+    #[error("moving the damaged snapshot aside: {0}")]
+    SetAside(std::io::Error),
 }
 
 /// Counters for tests and metrics.
@@ -118,6 +121,31 @@ impl Projector {
         })
     }
 
+    /// [`Projector::open`], except that a snapshot whose files are damaged (a table or its
+    /// manifest lost or corrupt, as a disk incident leaves it) is moved aside to
+    /// `DIR.damaged-<unix ms>` and rebuilt from the log, which is the truth. The move is logged
+    /// as an error; the old files are kept for a post-mortem.
+    pub fn open_or_rebuild(
+        dir: &Path,
+        zone: Arc<LiveZone>,
+        log: Arc<dyn EventLog>,
+    ) -> Result<Projector, ProjectorError> {
+        match Projector::open(dir, zone.clone(), log.clone()) {
+            Err(ProjectorError::Snapshot(error)) if error.is_damage() => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let mut aside = dir.as_os_str().to_owned();
+                aside.push(format!(".damaged-{millis}"));
+                std::fs::rename(dir, &aside).map_err(ProjectorError::SetAside)?;
+                tracing::error!(%error, aside = %Path::new(&aside).display(), "the snapshot is damaged: moved aside, rebuilding it from the log");
+                metrics::counter!("ddns_projector_snapshot_rebuilds_total").increment(1);
+                Projector::open(dir, zone, log)
+            }
+            other => other,
+        }
+    }
+
     /// A cheap handle for readers: the state, the zone, outcomes, the applied position.
     pub fn view(&self) -> ProjectorView {
         ProjectorView::new(self.shared.clone())
@@ -126,6 +154,47 @@ impl Projector {
     /// The log position the snapshot and memory reflect.
     pub fn position(&self) -> &LogPosition {
         &self.position
+    }
+
+    /// Folds the log from its start up to this projector's position into a new state, and
+    /// compares it with the state loaded from the snapshot (call it before [`Projector::run`]):
+    /// what `ddnsd verify` checks after a crash. A snapshot ahead of the log (records it
+    /// reflects are gone from the log) is [`Replay::log_behind`].
+    pub async fn replay_from_start(&self) -> Result<Replay, ProjectorError> {
+        let end = self.log.end().await?;
+        let partitions = self.position.partitions();
+        let log_behind = (0..partitions).any(|p| end.offset(p) < self.position.offset(p));
+        let mut replayed = LogPosition::start(partitions);
+        let mut state = State::new();
+        let mut undecodable = 0;
+        if !log_behind {
+            let below =
+                |at: &LogPosition| (0..partitions).any(|p| at.offset(p) < self.position.offset(p));
+            let mut reader = self.log.reader(&replayed).await?;
+            while below(&replayed) {
+                for record in reader.next_batch(BATCH_RECORDS).await? {
+                    let p = record.partition;
+                    if replayed.offset(p) >= self.position.offset(p) {
+                        continue;
+                    }
+                    replayed.advance(p, record.offset);
+                    match decode_event(&record.payload) {
+                        Ok(event) => {
+                            state.apply(&event);
+                        }
+                        Err(_) => undecodable += 1,
+                    }
+                }
+            }
+        }
+        let matches = !log_behind && self.shared.with_state(|loaded| *loaded == state);
+        Ok(Replay {
+            records: replayed.total(),
+            log_end: end,
+            log_behind,
+            undecodable,
+            matches,
+        })
     }
 
     /// Tails the log forever, folding each batch; returns only on error.
@@ -194,6 +263,22 @@ impl Projector {
         self.snapshot.queue(self.position.clone(), changes)?;
         Ok(())
     }
+}
+
+/// What [`Projector::replay_from_start`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Replay {
+    /// Records folded: the snapshot's position.
+    pub records: u64,
+    /// The log's end.
+    pub log_end: LogPosition,
+    /// The log ends before the snapshot's position: records the snapshot reflects are gone.
+    pub log_behind: bool,
+    /// Records that did not decode (skipped by the replay, as by the projector).
+    pub undecodable: u64,
+    /// The replayed state equals the snapshot's.
+    pub matches: bool,
 }
 
 /// What a batch changed, as of its position (`None` = gone).

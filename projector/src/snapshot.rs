@@ -55,6 +55,14 @@ pub enum SnapshotError {
     },
 }
 
+impl SnapshotError {
+    /// True if RocksDB found the snapshot's files damaged when opening it (before anything was
+    /// loaded): it can be set aside and rebuilt from the log.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, SnapshotError::Db(error) if error.kind() == rocksdb::ErrorKind::Corruption)
+    }
+}
+
 /// One record of the snapshot, as [`Snapshot::load`] hands it out.
 pub(crate) enum Stored {
     /// A device.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ddns_core::{
-    DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, Lookup, Outcome,
+    DeviceId, Event, EventBody, EventId, Fqdn, HostAddrs, Label, LiveZone, Lookup, Outcome, State,
     ZoneApex, encode_event,
 };
 use ddns_log::{EventLog, LocalLog, LocalLogConfig, MemLog};
@@ -156,6 +156,96 @@ async fn a_restart_loads_the_snapshot_and_replays_only_the_tail() {
     assert_eq!(zone.len(), 60);
     assert_eq!(view.stats().records_read, 10, "only the tail is replayed");
     assert_eq!(view.with_state(|s| s.len()), 60);
+}
+
+#[tokio::test]
+async fn a_replay_from_the_start_equals_the_snapshot_and_a_damaged_one_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshot = dir.path().join("snapshot");
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::new(2));
+    // Devices racing for a few names, renaming and updating.
+    let events: Vec<Event> = (0..30u128)
+        .map(|i| {
+            let (mac, label) = (format!("M{}", i % 11), format!("h{}", i % 7));
+            add(i, &mac, &label, &format!("192.0.2.{}", i + 1))
+        })
+        .collect();
+    {
+        let projector = Projector::open(&snapshot, zone(), log.clone()).expect("opens");
+        let view = projector.view();
+        let task = tokio::spawn(projector.run());
+        for event in &events {
+            request(&view, &*log, event).await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    let tail = add(99, "M99", "tail", "192.0.2.99");
+    append(&*log, &tail).await;
+    let projector = Projector::open(&snapshot, zone(), log.clone()).expect("reopens");
+    let replay = projector.replay_from_start().await.expect("replays");
+    assert_eq!(
+        replay.records, 30,
+        "up to the snapshot's position, not the log's end"
+    );
+    assert_eq!(replay.log_end.total(), 31);
+    assert!(replay.matches && !replay.log_behind, "{replay:?}");
+    drop(projector);
+
+    // A lost table file: RocksDB refuses the snapshot; open_or_rebuild sets it aside and the
+    // log rebuilds it.
+    {
+        let projector = Projector::open(&snapshot, zone(), log.clone()).expect("reopens");
+        drop(projector);
+    }
+    let manifest = std::fs::read_dir(&snapshot)
+        .expect("snapshot dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST"))
+        })
+        .expect("a manifest");
+    std::fs::write(&manifest, b"not a manifest").expect("overwritten");
+    let damaged = Projector::open(&snapshot, zone(), log.clone());
+    assert!(
+        matches!(&damaged, Err(ProjectorError::Snapshot(e)) if e.is_damage()),
+        "{:?}",
+        damaged.err()
+    );
+    let zone = zone();
+    let projector =
+        Projector::open_or_rebuild(&snapshot, zone.clone(), log.clone()).expect("rebuilt");
+    assert_eq!(projector.position().total(), 0, "from the log's start");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged files are kept aside");
+    let view = projector.view();
+    tokio::spawn(projector.run());
+    let end = log.end().await.expect("end");
+    tokio::time::timeout(Duration::from_secs(10), view.wait_applied(&end))
+        .await
+        .expect("caught up");
+    assert_eq!(
+        v4(&zone, "tail.dyn.example"),
+        Some("192.0.2.99".parse().expect("valid"))
+    );
+    let mut expected = State::new();
+    for event in events.iter().chain([&tail]) {
+        expected.apply(event);
+    }
+    assert!(
+        view.with_state(|state| *state == expected),
+        "the log's fold"
+    );
 }
 
 #[tokio::test]

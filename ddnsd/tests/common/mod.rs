@@ -2,6 +2,8 @@
 //! real `dig`. A server is SIGKILLed when dropped.
 #![allow(dead_code)]
 
+pub mod updates;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -375,4 +377,70 @@ impl Pki {
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
+}
+
+/// One record of an embedded-log segment, as log/README.md lays it out.
+pub struct LogFrame {
+    /// Where its frame starts and ends in the segment.
+    pub start: u64,
+    pub end: u64,
+    /// Its log offset.
+    pub offset: u64,
+    /// The event's bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The whole records of a segment: an 8-byte header, then `u32 LE body length | u32 crc |
+/// body` with `body = u64 offset | u32 key length | key | payload`, zero-filled past the end.
+pub fn log_frames(segment: &[u8]) -> Vec<LogFrame> {
+    let mut frames = Vec::new();
+    let mut pos = 8;
+    while pos + 8 <= segment.len() {
+        let len = u32::from_le_bytes(segment[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if len < 12 || pos + 8 + len > segment.len() {
+            break;
+        }
+        let body = &segment[pos + 8..pos + 8 + len];
+        let offset = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
+        let key_len = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
+        frames.push(LogFrame {
+            start: pos as u64,
+            end: (pos + 8 + len) as u64,
+            offset,
+            payload: body[12 + key_len..].to_vec(),
+        });
+        pos += 8 + len;
+    }
+    frames
+}
+
+/// The newest segment of the embedded log in `log_dir`.
+pub fn newest_segment(log_dir: &Path) -> PathBuf {
+    let mut segments: Vec<_> = std::fs::read_dir(log_dir)
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    segments.pop().expect("a segment")
+}
+
+/// `ddnsd verify` on a stopped server's data dir: its exit status and what it printed.
+pub fn verify(data_dir: &Path, config: Option<&Path>) -> (bool, String) {
+    let mut command = Command::new(BIN);
+    command.arg("verify").arg("--data-dir").arg(data_dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let out = command
+        .env_remove("DDNSD_CONFIG")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("ddnsd verify runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
