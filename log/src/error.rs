@@ -14,6 +14,10 @@ pub enum AppendError {
     /// The log is shut down, or refuses appends after an earlier I/O error.
     #[error("log is closed")]
     Closed,
+    /// The log's file system is full. Nothing of the record was kept (what a write had put on
+    /// disk was zeroed again before this reply), and later appends succeed once space is freed.
+    #[error("the log's file system is full")]
+    NoSpace(#[source] Arc<io::Error>),
     /// Key and payload together are larger than the log accepts. Nothing was written.
     #[error("record of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge {

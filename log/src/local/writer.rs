@@ -10,6 +10,13 @@
 //! in the same write and sync as a batch: a commit that only overwrites zeros leaves the file size
 //! alone, so `fdatasync` has no metadata to journal (on ext4 this makes each commit 2–4× faster).
 //! When a segment is rolled over its zero tail is cut, so only the last segment ever has one.
+//!
+//! A full file system is not the end of the log. Short of space for the zeros ahead, a commit
+//! goes on without them. A write of records that fails for lack of space, before anything was
+//! synced, leaves the durable records untouched: the batch is refused with [`AppendError::NoSpace`], what it put on disk
+//! past the durable end is zeroed again (overwriting written bytes takes no new space) and
+//! synced, and the next batch tries again, so appends resume by themselves once space is
+//! freed. Any other failure, and a failed sync, stops the log (see [`Writer::fail`]).
 
 use std::{
     fs::File,
@@ -43,6 +50,28 @@ pub(crate) struct Pending {
     pub(crate) reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
+/// Why a batch was not committed.
+enum Failure {
+    /// Out of space before anything was synced; cleaned up: the log goes on.
+    NoSpace(io::Error),
+    /// Anything else: the log stops.
+    Fatal(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Failure {
+        Failure::Fatal(error)
+    }
+}
+
+/// True if `error` says the file system (or the user's quota) is full.
+fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// The state owned by the writer thread.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
@@ -66,6 +95,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     batch: Vec<Pending>,
     placed: Vec<(u64, u64)>,
+    /// The last batch was refused for lack of space (to log the change once, not per batch).
+    out_of_space: bool,
 }
 
 impl Writer {
@@ -102,6 +133,7 @@ impl Writer {
             buf: Vec::new(),
             batch: Vec::new(),
             placed: Vec::new(),
+            out_of_space: false,
         }
     }
 
@@ -119,13 +151,14 @@ impl Writer {
             }
             match self.commit() {
                 Ok(first_offset) => self.acknowledge(first_offset),
-                Err(error) => return self.fail(error),
+                Err(Failure::NoSpace(error)) => self.refuse(error),
+                Err(Failure::Fatal(error)) => return self.fail(error),
             }
         }
     }
 
     /// Writes and syncs the batch, then publishes it. Returns the offset of its first record.
-    fn commit(&mut self) -> io::Result<u64> {
+    fn commit(&mut self) -> Result<u64, Failure> {
         let first_offset = self.next;
         let segment_bytes = self.shared.config.segment_bytes;
         let mut new_segments = Vec::new();
@@ -167,11 +200,27 @@ impl Writer {
         }
         if !self.buf.is_empty() {
             let end = buf_pos + self.buf.len() as u64;
-            file.write_all_at(&self.buf, buf_pos)?;
-            if end > allocated {
-                let target = (allocated + PREALLOCATE_BYTES).min(segment_bytes).max(end);
-                write_zeros(&file, end, target)?;
-                allocated = target;
+            let written = file.write_all_at(&self.buf, buf_pos).and_then(|()| {
+                if end > allocated {
+                    let target = (allocated + PREALLOCATE_BYTES).min(segment_bytes).max(end);
+                    allocated = match write_zeros(&file, end, target) {
+                        Ok(()) => target,
+                        // Short of space for the zeros ahead, not for the records: go on with
+                        // the zeros written so far (each commit then grows the file).
+                        Err(error) if is_out_of_space(&error) => file.metadata()?.len().max(end),
+                        Err(error) => return Err(error),
+                    };
+                }
+                Ok(())
+            });
+            match written {
+                Ok(()) => {}
+                // Only in the active segment: a rollover's new segment is left to `fail`.
+                Err(error) if is_out_of_space(&error) && new_segments.is_empty() => {
+                    self.unwrite(&file, buf_pos, end)?;
+                    return Err(Failure::NoSpace(error));
+                }
+                Err(error) => return Err(Failure::Fatal(error)),
             }
             sync_data(&file, &self.shared)?;
         }
@@ -195,6 +244,10 @@ impl Writer {
 
     /// Replies to every appender of the committed batch.
     fn acknowledge(&mut self, first_offset: u64) {
+        if self.out_of_space {
+            tracing::info!(dir = %self.shared.dir.display(), "the log appends again: space was freed");
+            self.out_of_space = false;
+        }
         let count = self.batch.len() as u64;
         self.shared.appends.fetch_add(count, Ordering::Relaxed);
         metrics::histogram!("ddns_log_group_commit_size").record(count as f64);
@@ -204,6 +257,38 @@ impl Writer {
                 partition: 0,
                 offset,
             }));
+        }
+    }
+
+    /// Zeros what a batch that ran out of space wrote over `from..to` of `file` (as far as the
+    /// file reaches: bytes never written need nothing, and overwriting written ones takes no
+    /// new space), and syncs, so no part of it can be read back as records after a restart.
+    fn unwrite(&self, file: &File, from: u64, to: u64) -> io::Result<()> {
+        let reached = file.metadata()?.len().min(to);
+        if reached > from {
+            write_zeros(file, from, reached)?;
+            sync_data(file, &self.shared)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses the batch for lack of space; the log goes on (see the module docs).
+    fn refuse(&mut self, error: io::Error) {
+        if !self.out_of_space {
+            tracing::error!(
+                error = %error,
+                dir = %self.shared.dir.display(),
+                "the log's file system is full: refusing appends until space is freed"
+            );
+            self.out_of_space = true;
+        }
+        metrics::counter!("ddns_log_appends_refused_total", "reason" => "no_space")
+            .increment(self.batch.len() as u64);
+        let error = Arc::new(error);
+        for pending in self.batch.drain(..) {
+            let _ = pending
+                .reply
+                .send(Err(AppendError::NoSpace(Arc::clone(&error))));
         }
     }
 
