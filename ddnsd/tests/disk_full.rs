@@ -135,7 +135,7 @@ fn a_full_log_file_system_refuses_appends_loses_nothing_and_recovers_when_freed(
     for (d, ip) in acked.iter().enumerate() {
         assert_eq!(
             server.dig_short(&[&format!("full{d}.dyn.example"), "A"]),
-            [ip.clone()]
+            std::slice::from_ref(ip)
         );
     }
     assert_eq!(
@@ -159,7 +159,7 @@ fn a_full_log_file_system_refuses_appends_loses_nothing_and_recovers_when_freed(
     for (d, ip) in acked.iter().enumerate() {
         assert_eq!(
             server.dig_short(&[&format!("full{d}.dyn.example"), "A"]),
-            [ip.clone()]
+            std::slice::from_ref(ip)
         );
     }
     assert_eq!(
