@@ -26,6 +26,9 @@ if [ "${1:-}" = --tests ]; then
   packages+=(chromium chromium-driver)
   # ACME DNS-01 end to end (ddnsd/tests/acme.rs): Let's Encrypt's test CA and lego's httpreq.
   packages+=(pebble lego)
+  # DNS over QUIC's clients (ddnsd/tests/doq.rs): kdig +quic, and python3-venv for the
+  # dnspython + aioquic venv that scripts/doq-venv.sh makes below.
+  packages+=(knot-dnsutils python3-venv)
 fi
 
 missing=()
@@ -54,5 +57,9 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2
   exit 1
+fi
+
+if [ "${1:-}" = --tests ]; then
+  bash "$(dirname "$0")/doq-venv.sh"
 fi
 

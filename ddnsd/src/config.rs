@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use ddns_dns::DoqConfig;
 use ddns_ingest::{IngestConfig, TlsConfig, VendorConfig, VendorKey};
 use ddns_log::KafkaConfig;
 use ddns_portal::PortalConfig;
@@ -38,6 +39,13 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The DNS server's address (UDP and TCP).
     pub dns_listen: SocketAddr,
+    /// DNS over QUIC (RFC 9250) on this UDP address, if set; needs `[tls]` (UDP 853 in
+    /// production).
+    #[serde(default)]
+    pub doq_listen: Option<SocketAddr>,
+    /// DNS over QUIC's limits (`[doq]`: idle timeout, connections, streams per connection).
+    #[serde(default)]
+    pub doq: DoqConfig,
     /// Prometheus metrics (`/metrics`) on this address, if set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
@@ -200,6 +208,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub doq_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_listen: Option<SocketAddr>,
@@ -237,6 +247,13 @@ impl Config {
             (Some(_), None) => config.https_listen = Some(HTTPS_LISTEN_DEFAULT),
             (None, Some(addr)) => bail!("https_listen = {addr} needs [tls] cert_file and key_file"),
             _ => {}
+        }
+        // DNS over QUIC is TLS: no certificate, no listener (and no silent plain fallback).
+        if let (None, Some(addr)) = (&config.tls, config.doq_listen) {
+            bail!(
+                "doq_listen = {addr} needs [tls] cert_file and key_file (--tls-cert, --tls-key): \
+                 DNS over QUIC presents the certificate every TLS listener shares"
+            );
         }
         // The portal's listener speaks TLS when there is a certificate: its cookie and its
         // origin check must then be the HTTPS ones.

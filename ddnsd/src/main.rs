@@ -57,6 +57,9 @@ enum Command {
         /// DNS address, UDP and TCP [default: 127.0.0.1:5353].
         #[arg(long)]
         dns_listen: Option<SocketAddr>,
+        /// DNS over QUIC (RFC 9250) address, UDP; needs the TLS certificate [default: off].
+        #[arg(long)]
+        doq_listen: Option<SocketAddr>,
         /// Prometheus metrics address (serves /metrics) [default: off].
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
@@ -210,6 +213,7 @@ fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             dns_listen,
+            doq_listen,
             metrics_listen,
             portal_listen,
             role,
@@ -220,6 +224,7 @@ fn main() -> anyhow::Result<()> {
                 http_listen,
                 https_listen,
                 dns_listen,
+                doq_listen,
                 metrics_listen,
                 portal_listen,
                 tls: config::TlsFiles {

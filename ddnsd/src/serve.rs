@@ -2,8 +2,9 @@
 //! and DNS together, as the role says.
 //!
 //! With `[tls]`, one [`TlsCertificate`] serves every TLS listener (the device API's HTTPS
-//! listener beside its plain one, and the portal, which then speaks only HTTPS), and SIGHUP
-//! re-reads its files without touching open connections.
+//! listener beside its plain one, the portal, which then speaks only HTTPS, and DNS over QUIC,
+//! which resolves it at each handshake), and SIGHUP re-reads its files without touching open
+//! connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ddns_core::{Fqdn, LiveZone, ZoneApex};
-use ddns_dns::DnsServer;
+use ddns_dns::{DnsServer, DoqServer};
 use ddns_ingest::{DeviceApi, PasswordHasher, TlsCertificate};
 use ddns_log::EventLog;
 use ddns_portal::{LogDirectory, Portal, Prober};
@@ -66,6 +67,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    // DNS over QUIC, on its own UDP address; config validation made sure `tls` is set.
+    let doq = match (&tls, config.doq_listen) {
+        (Some(tls), Some(addr)) if config.role.serves_dns() => Some(
+            DoqServer::bind(addr, zone.clone(), tls.clone(), &config.doq)
+                .await
+                .with_context(|| format!("binding DNS over QUIC on {addr}"))?,
+        ),
+        _ => None,
+    };
     // One bound on argon2 runs for the whole server: DVRs' host passwords and the portal's.
     let hasher = Arc::new(PasswordHasher::new());
     let http = match config.role.serves_http() {
@@ -103,6 +113,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(dns) = &dns {
         bound.push_str(&format!(" dns={}", dns.local_addr()));
     }
+    if let Some(doq) = &doq {
+        bound.push_str(&format!(" doq={}", doq.local_addr()));
+    }
     if let Some(addr) = portal {
         bound.push_str(&format!(" portal={addr}"));
     }
@@ -118,6 +131,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stopped = &mut projector_task => Err(projector_stopped(stopped)),
         },
     };
+    if let Some(doq) = doq {
+        doq.shutdown().await;
+    }
     if let Some(dns) = dns {
         dns.shutdown().await;
     }

@@ -419,7 +419,7 @@ impl Reply {
     }
 
     /// Encodes the (already fitted) reply; a failure, which would be a bug, becomes SERVFAIL.
-    fn encode(&self, queries: &Queries, transport: Transport) -> Vec<u8> {
+    pub(crate) fn encode(&self, queries: &Queries, transport: Transport) -> Vec<u8> {
         let limit = match transport {
             Transport::Udp => self.udp_limit(),
             Transport::Tcp => u16::MAX,
