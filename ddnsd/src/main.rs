@@ -233,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                 },
             };
             let config = Config::load(common.config.as_deref(), &overrides)?;
+            raise_open_file_limit();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -384,6 +385,22 @@ fn administer(common: Common, request: admin::Request) -> anyhow::Result<()> {
         .block_on(admin::send(&config, request))?;
     println!("{output}");
     Ok(())
+}
+
+/// Raises the open-file soft limit to the hard one: every connection is a file, and the device
+/// API sizes its connection cap from the limit (`ingest.max_connections`).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(%error, "could not raise the open-file limit");
+        }
+    }
 }
 
 /// One line of stdin, without its line end: a secret never goes on the command line, where

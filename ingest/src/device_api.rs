@@ -72,6 +72,9 @@ pub struct IngestConfig {
     /// dyndns2: consecutive updates that change nothing after which a host is marked abusive
     /// (answered `abuse` until its owner clears it); 0: never.
     pub nochg_abuse_threshold: u32,
+    /// Most open connections per listener; past it the longest-idle one is closed for a new
+    /// one (see `DeviceApi::serve`). 0: three quarters of the process's open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for IngestConfig {
@@ -82,6 +85,7 @@ impl Default for IngestConfig {
             reply_timeout_ms: 10_000,
             cipher_form: false,
             nochg_abuse_threshold: 100,
+            max_connections: 0,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct DeviceApi {
     verified: VerifiedPasswords,
     nochg: dyndns2::NochgCounts,
     nochg_abuse_threshold: u32,
+    /// Most open connections per listener (resolved: never 0).
+    pub(crate) max_connections: usize,
 }
 
 /// Hosts whose last verified password is remembered (a keyed hash each, ~100 bytes).
@@ -195,6 +201,11 @@ impl DeviceApi {
             verified: VerifiedPasswords::new(VERIFIED_HOSTS_MAX),
             nochg: dyndns2::NochgCounts::default(),
             nochg_abuse_threshold: config.nochg_abuse_threshold,
+            max_connections: match config.max_connections {
+                0 => open_file_limit().saturating_mul(3) / 4,
+                n => n,
+            }
+            .max(1),
         })
     }
 
@@ -826,6 +837,14 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+/// The process's open-file limit (its soft limit; unlimited counts as a million).
+fn open_file_limit() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit
+        .current
+        .map_or(1 << 20, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 fn now_ms() -> u64 {

@@ -19,6 +19,11 @@
 //!   bytes `431`, a malformed one `400`.
 //! - A request's head must arrive within [`HEAD_TIMEOUT`] of its first byte; a connection idle
 //!   for [`IDLE_TIMEOUT`] between requests is closed.
+//! - At most `max_connections` per listener ([`crate::IngestConfig`]): a connection accepted
+//!   beyond it closes the one that has waited longest for its next request, so an idle flood
+//!   (more connections than the process may have files) cannot lock out a device that polls;
+//!   with none idle, the new connection is closed at once. When `accept` fails for want of a
+//!   file descriptor, the longest-idle connection is closed too.
 //! - Shutdown: stop accepting, answer what is in progress (with `connection: close`), close
 //!   idle connections, and return once every connection is closed.
 //!
@@ -26,16 +31,18 @@
 //! handshake (within [`crate::HANDSHAKE_TIMEOUT`]) runs in the connection's own task, so a
 //! slow client holds up no other, and a connection ends with a `close_notify`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -54,6 +61,8 @@ pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// connections (a client that opens many and sends nothing) cannot pile up without bound.
 /// Devices poll every few minutes and reconnect; load balancers reopen as needed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the accept loop waits for a connection it closed to give back its file.
+const EVICTION_PAUSE: Duration = Duration::from_millis(1);
 /// How long to wait after a failed `accept` (out of file descriptors, …) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -86,6 +95,7 @@ impl DeviceApi {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let (stop, stopped) = watch::channel(false);
+        let idle = Arc::new(IdleConnections::default());
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -93,15 +103,29 @@ impl DeviceApi {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        if connections.len() >= self.max_connections && !idle.close_oldest() {
+                            // Every connection is busy with a request: no room for this one.
+                            metrics::counter!("ddns_ingest_connections_refused_total").increment(1);
+                            continue;
+                        }
                         // Replies are single writes: never hold one back for an ACK.
                         let _ = stream.set_nodelay(true);
-                        let (api, stopped) = (self.clone(), stopped.clone());
+                        let life = Life {
+                            stopped: stopped.clone(),
+                            idle: idle.clone(),
+                        };
+                        let api = self.clone();
                         match tls.clone() {
-                            None => connections.spawn(connection(api, stream, peer, stopped)),
+                            None => connections.spawn(connection(api, stream, peer, life)),
                             Some(tls) => {
-                                connections.spawn(tls_connection(api, tls, stream, peer, stopped))
+                                connections.spawn(tls_connection(api, tls, stream, peer, life))
                             }
                         };
+                    }
+                    // Out of files (an idle flood past the limit): close the longest-idle
+                    // connection, so the next accept has one.
+                    Err(error) if is_out_of_files(&error) && idle.close_oldest() => {
+                        tokio::time::sleep(EVICTION_PAUSE).await;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed");
@@ -124,6 +148,13 @@ impl DeviceApi {
     }
 }
 
+/// True if `error` says the process (or the system) has no file descriptor left.
+fn is_out_of_files(error: &io::Error) -> bool {
+    let errno = error.raw_os_error();
+    errno == Some(rustix::io::Errno::MFILE.raw_os_error())
+        || errno == Some(rustix::io::Errno::NFILE.raw_os_error())
+}
+
 /// How one request is framed, read off its head.
 struct Framing {
     /// Keep the connection open after the answer.
@@ -139,13 +170,66 @@ struct Framing {
 /// What went wrong with a request's framing: answered with this status, then closed.
 struct Refused(StatusCode);
 
+/// The connections waiting for their next request, longest first: the ones closed to make
+/// room for new connections past `max_connections`.
+#[derive(Default)]
+struct IdleConnections {
+    next: AtomicU64,
+    waiting: Mutex<BTreeMap<u64, Arc<Notify>>>,
+}
+
+impl IdleConnections {
+    /// Registers a connection that starts waiting; it leaves when the guard drops.
+    fn wait<'a>(&'a self, close: &Arc<Notify>) -> IdleGuard<'a> {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut waiting = self.waiting.lock().expect("idle set poisoned");
+        waiting.insert(key, close.clone());
+        IdleGuard { set: self, key }
+    }
+
+    /// Tells the connection that has waited longest to close; false if none is waiting.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().expect("idle set poisoned").pop_first();
+        match oldest {
+            Some((_, close)) => {
+                close.notify_one();
+                metrics::counter!("ddns_ingest_idle_connections_closed_total").increment(1);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in [`IdleConnections`] while it waits.
+struct IdleGuard<'a> {
+    set: &'a IdleConnections,
+    key: u64,
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.set
+            .waiting
+            .lock()
+            .expect("idle set poisoned")
+            .remove(&self.key);
+    }
+}
+
+/// What ends a connection from outside: the server stopping, or making room for another.
+struct Life {
+    stopped: watch::Receiver<bool>,
+    idle: Arc<IdleConnections>,
+}
+
 /// Handshakes, then serves the connection as [`connection`] does, then sends `close_notify`.
 async fn tls_connection(
     api: Arc<DeviceApi>,
     tls: TlsAcceptor,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    mut stopped: watch::Receiver<bool>,
+    mut life: Life,
 ) {
     let mut stream = tokio::select! {
         accepted = crate::tls::accept_tls(&tls, stream) => match accepted {
@@ -155,22 +239,20 @@ async fn tls_connection(
                 return;
             }
         },
-        _ = stopped.changed() => return,
+        _ = life.stopped.changed() => return,
     };
-    connection(api, &mut stream, peer, stopped).await;
+    connection(api, &mut stream, peer, life).await;
     // The alert is one small write: a peer that does not read it cannot hold the task long.
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 /// Serves one connection until it closes, fails, or the server stops.
-async fn connection<S>(
-    api: Arc<DeviceApi>,
-    mut stream: S,
-    peer: SocketAddr,
-    mut stopped: watch::Receiver<bool>,
-) where
+async fn connection<S>(api: Arc<DeviceApi>, mut stream: S, peer: SocketAddr, life: Life)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Life { mut stopped, idle } = life;
+    let close = Arc::new(Notify::new());
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     loop {
@@ -179,6 +261,7 @@ async fn connection<S>(
             if *stopped.borrow() {
                 return;
             }
+            let _waiting = idle.wait(&close);
             tokio::select! {
                 read = stream.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => return,
@@ -186,6 +269,7 @@ async fn connection<S>(
                 },
                 _ = stopped.changed() => return,
                 () = tokio::time::sleep(IDLE_TIMEOUT) => return,
+                () = close.notified() => return,
             }
         }
         let deadline = Instant::now() + HEAD_TIMEOUT;

@@ -29,6 +29,13 @@ struct Server {
 }
 
 async fn api(cipher_form: bool) -> (Arc<DeviceApi>, tempfile::TempDir) {
+    api_with(cipher_form, 0).await
+}
+
+async fn api_with(
+    cipher_form: bool,
+    max_connections: usize,
+) -> (Arc<DeviceApi>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<dyn EventLog> = Arc::new(MemLog::new(1));
     let apex = ZoneApex::with_defaults(Fqdn::parse("dyn.example").expect("valid"), 60);
@@ -42,6 +49,7 @@ async fn api(cipher_form: bool) -> (Arc<DeviceApi>, tempfile::TempDir) {
             ..FloodConfig::default()
         },
         cipher_form,
+        max_connections,
         ..IngestConfig::default()
     };
     let vendors = [VendorConfig {
@@ -59,7 +67,11 @@ async fn api(cipher_form: bool) -> (Arc<DeviceApi>, tempfile::TempDir) {
 }
 
 async fn server() -> Server {
-    let (api, dir) = api(false).await;
+    server_with(0).await
+}
+
+async fn server_with(max_connections: usize) -> Server {
+    let (api, dir) = api_with(false, max_connections).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -410,4 +422,33 @@ async fn a_connection_idle_past_the_idle_timeout_is_closed() {
     // A new connection is served as usual.
     let mut fresh = Client::connect(server.addr).await;
     assert_eq!(fresh.get("/ipdetect.aspx").await.status, 200);
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let server = server_with(4).await;
+    // Four idle connections fill the cap; the first one has waited longest.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut client = Client::connect(server.addr).await;
+        // A request first, so the server has surely accepted it before the next one.
+        assert_eq!(client.get("/ipdetect.aspx").await.body, "127.0.0.1");
+        idle.push(client);
+    }
+    // A fifth client is served; the oldest idle connection was closed for it.
+    let mut fifth = Client::connect(server.addr).await;
+    assert_eq!(fifth.get("/ipdetect.aspx").await.body, "127.0.0.1");
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle[0].stream.read(&mut byte))
+        .await
+        .expect("closed in time");
+    assert_eq!(
+        closed.expect("a clean close"),
+        0,
+        "the oldest idle connection was closed"
+    );
+    // The others are still served.
+    for client in &mut idle[1..] {
+        assert_eq!(client.get("/ipdetect.aspx").await.body, "127.0.0.1");
+    }
 }

@@ -44,7 +44,24 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_with_env(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(BIN);
+        Server::start_wrapped(&[], data_dir, config, env)
+    }
+
+    /// [`Server::start_with_env`] as the argument of a wrapper command (`prlimit --nofile=…`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command.envs(env.iter().copied());
         command
             .args([
