@@ -10,5 +10,6 @@ bash scripts/kcat.sh install
 started=$SECONDS
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+bash scripts/deny.sh
 cargo test --workspace --locked --no-fail-fast
 echo "all checks passed in $((SECONDS - started)) s"
