@@ -467,6 +467,25 @@ async fn an_append_that_fails_is_12_or_16_and_acknowledges_nothing() {
 }
 
 #[tokio::test]
+async fn an_append_never_confirmed_is_12_within_the_reply_timeout() {
+    let config = IngestConfig {
+        reply_timeout_ms: 300,
+        ..IngestConfig::default()
+    };
+    let h = harness_with(config, Arc::new(BrokenLog(MemLog::new(1), Fault::Stall))).await;
+    let m = enc(&h.token("AA"));
+    // Without the deadline on the append the request would wait as long as the log retries
+    // (here: for ever).
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        h.get(&format!("/add.aspx?mac={m}&dm=cam&myip=192.0.2.1")),
+    )
+    .await
+    .expect("answered, not held while the log retries");
+    assert_eq!(reply, "12", "outcome unknown");
+}
+
+#[tokio::test]
 async fn the_cipher_form_is_off_unless_configured() {
     let h = harness().await;
     let (status, _) = h.get_with("/cipher.aspx?mac=AA&vendor=acme", &[]).await;

@@ -25,8 +25,8 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Commits to `log`, whose fold `view` shows; a commit not folded within `reply_timeout`
-    /// is reported as unknown (`None`), never as done.
+    /// Commits to `log`, whose fold `view` shows; a commit not appended and folded within
+    /// `reply_timeout` is reported as unknown (`None`), never as done.
     pub fn new(log: Arc<dyn EventLog>, view: ProjectorView, reply_timeout: Duration) -> Committer {
         Committer {
             log,
@@ -74,11 +74,23 @@ impl Committer {
         };
         let waiter = self.view.expect(event.id);
         let started = Instant::now();
-        if let Err(error) = self.log.append(event.key(), payload).await {
-            tracing::error!(%error, "append failed");
-            return None;
+        // One deadline for the append and the fold: a log that cannot confirm (a frozen broker
+        // keeps librdkafka retrying for minutes) must not hold the device past it. The append
+        // goes on without us; its outcome is unknown, which is what `None` says.
+        let deadline = tokio::time::Instant::now() + self.reply_timeout;
+        match tokio::time::timeout_at(deadline, self.log.append(event.key(), payload)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "append failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::error!(id = ?event.id, "append not confirmed in time: outcome unknown");
+                metrics::counter!("ddns_ingest_append_timeouts_total").increment(1);
+                return None;
+            }
         }
-        let outcome = tokio::time::timeout(self.reply_timeout, waiter.outcome())
+        let outcome = tokio::time::timeout_at(deadline, waiter.outcome())
             .await
             .ok()
             .flatten();

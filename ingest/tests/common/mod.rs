@@ -178,6 +178,8 @@ pub enum Fault {
     /// A log shared with other nodes whose end cannot be read: this node cannot catch up
     /// before answering from its state.
     End,
+    /// Appends are never confirmed (a frozen broker, while the producer keeps retrying).
+    Stall,
 }
 
 /// A [`MemLog`] (folded as it is) with one fault.
@@ -198,11 +200,12 @@ impl EventLog for BrokenLog {
         match self.1 {
             Fault::Append => Err(AppendError::Closed),
             Fault::End => self.0.append(key, payload).await,
+            Fault::Stall => std::future::pending().await,
         }
     }
     async fn end(&self) -> Result<LogPosition, ReadError> {
         match self.1 {
-            Fault::Append => self.0.end().await,
+            Fault::Append | Fault::Stall => self.0.end().await,
             Fault::End => Err(ReadError::Io(std::io::Error::other(
                 "the broker is unreachable",
             ))),
