@@ -4,6 +4,23 @@
 #   bash loadgen/measure.sh [steady30k] [churn30k] [surge1m] [fleet1m]   (default: all four)
 #   bash loadgen/measure.sh dvr      # device API updates beside DVR updates, one server (below)
 #   bash loadgen/measure.sh dyndns2  # the same, with dyndns2 updates of the same hosts beside them
+#   bash loadgen/measure.sh realistic  # surge1m, fleet1m, churn30k as devices connect, beside
+#                                      # the keep-alive figures (below)
+#
+# steady30k, churn30k, surge1m and fleet1m run as they were first measured: keep-alive
+# connections from one address (--keep-alive --single-source) against a server whose
+# per-source quota is raised. `realistic` runs each of surge1m, fleet1m and churn30k twice
+# against the same build: as devices in the field connect (the loadgen's default: a new
+# connection per request, each device from its own 127/8 address, no myip) against the
+# server's DEFAULT flood quotas, and the old way; then prints one table of both. DEVICES
+# (default 1000000) sizes the surge and the fleet, FLEET_SECS (default 180) the fleet run;
+# MODES="own single old" adds a third way between them (a connection per request, all from
+# 127.0.0.1: the cost of the connections without the sources). ~12 minutes with two modes.
+# It also records, per run, the server's peak RSS (VmHWM) and open file descriptors (sampled
+# every second), and this network namespace's listen-queue overflows, TIME_WAIT sockets and
+# TIME_WAIT bucket overflows (/proc/net/netstat, /proc/net/sockstat); and raises `ulimit -n` to
+# its hard limit for the server and the loadgen. Each loadgen run is bounded by `timeout`
+# (LIMIT seconds, default 900).
 #
 # Each run writes <name>.txt (the report), <name>.json and <name>.svg to $OUT (default
 # target/loadgen-results). surge1m and fleet1m share one server: the surge registers the 1M
@@ -61,6 +78,13 @@ metrics_listen = "127.0.0.1:0"
 source_requests_per_minute = 1000000000
 source_burst = 10000000
 EOF
+# The server's own defaults, flood quotas included (`realistic`).
+cat >"$work/ddnsd-default-quotas.toml" <<'EOF'
+metrics_listen = "127.0.0.1:0"
+EOF
+server_config="$work/ddnsd.toml"
+# The old runs' connections: few, kept alive, from one address.
+old_way=(--keep-alive --single-source)
 
 # With PRIO=rt our threads share the CPUs round-robin among themselves; the kernel's default
 # round-robin slice (100 ms) lets one of them (a RocksDB compaction, the other process) hold a
@@ -94,7 +118,7 @@ start_server() {
     local data="$work/data-$1" log="$work/server-$1.log"
     rm -rf "$data"
     RUST_LOG=warn,ddnsd=info "${prio[@]}" env "${server_env[@]}" "$bin/ddnsd" serve \
-        --config "$work/ddnsd.toml" --data-dir "$data" \
+        --config "$server_config" --data-dir "$data" \
         --http-listen 127.0.0.1:0 --dns-listen 127.0.0.1:0 --portal-listen 127.0.0.1:0 2>"$log" &
     server_pid=$!
     for _ in $(seq 1 600); do
@@ -108,8 +132,21 @@ start_server() {
     metrics=$(grep -o 'metrics=Some([^)]*)' "$log" | head -1 | sed 's/metrics=Some(\(.*\))/\1/')
     key_file="$data/keys/demo.key"
     data_dir=$data
-    echo "== server $1: pid $server_pid http $http dns $dns data $data"
+    echo "== server $1: pid $server_pid http $http dns $dns data $data config $server_config"
+    echo "   $(grep 'Max open files' "/proc/$server_pid/limits")"
 }
+
+# A TcpExt counter of this network namespace.
+tcpext() {
+    awk -v key="$1" '/^TcpExt:/ {
+        if (!names) { for (i = 1; i <= NF; i++) name[i] = $i; names = 1 }
+        else { for (i = 1; i <= NF; i++) if (name[i] == key) print $i }
+    }' /proc/net/netstat
+}
+time_wait() { awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "tw") print $(i + 1) }' /proc/net/sockstat; }
+
+limit=()       # e.g. (timeout 900): bounds each loadgen run
+keep_going=""  # non-empty: a failing loadgen run (verify mismatch: exit 2) does not stop the script
 
 # loadgen NAME ARGS...: runs and keeps the report.
 loadgen() {
@@ -118,8 +155,37 @@ loadgen() {
         --server-pid "$server_pid" --json "$out/$name.json" --plot "$out/$name.svg" "$@")
     echo "== $name: ${cmd[*]}"
     echo "   load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "${prio[@]}" "${cmd[@]}" | tee "$out/$name.txt"
+    local overflows_was drops_was tw_overflow_was fds_pid rc=0
+    overflows_was=$(tcpext ListenOverflows)
+    drops_was=$(tcpext ListenDrops)
+    tw_overflow_was=$(tcpext TCPTimeWaitOverflow)
+    # The server's open descriptors, every second (at most an hour of samples).
+    (for _ in $(seq 1 3600); do
+        ls "/proc/$server_pid/fd" 2>/dev/null | wc -l
+        sleep 1
+    done >"$out/$name.fds") &
+    fds_pid=$!
+    "${prio[@]}" "${limit[@]}" "${cmd[@]}" | tee "$out/$name.txt" || rc=$?
+    kill "$fds_pid" 2>/dev/null || true
+    wait "$fds_pid" 2>/dev/null || true
     echo "   server RSS: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
+    {
+        echo "exit=$rc"
+        echo "rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")"
+        echo "hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")"
+        echo "fds_max=$(sort -n "$out/$name.fds" | tail -1)"
+        echo "listen_overflows=$(($(tcpext ListenOverflows) - overflows_was))"
+        echo "listen_drops=$(($(tcpext ListenDrops) - drops_was))"
+        echo "tw_overflows=$(($(tcpext TCPTimeWaitOverflow) - tw_overflow_was))"
+        echo "time_wait=$(time_wait)"
+        # Which side holds them: the server's (its port is the local one) or the loadgen's.
+        echo "time_wait_server=$(ss -Htan state time-wait "( sport = :${http##*:} )" | wc -l)"
+    } >"$out/$name.sys"
+    echo "   $(paste -sd' ' "$out/$name.sys")"
+    if [ "$rc" -ne 0 ]; then
+        echo "   loadgen exited $rc"
+        [ -n "$keep_going" ] || exit "$rc"
+    fi
     # The server's own view: how long appends (group commit + fdatasync) and whole commits took.
     if [ -n "$metrics" ] && curl -sf "http://$metrics/metrics" >"$out/$name.metrics"; then
         grep -E '^ddns_(log_append_seconds|ingest_commit_seconds)\{quantile="(0.5|0.99|1)"\}|^ddns_log_fsyncs_total' \
@@ -132,12 +198,13 @@ for run in "${runs[@]}"; do
     steady30k)
         start_server 30k
         loadgen steady30k --devices 30000 --poll-interval 300s --speedup 60 --duration 60s \
-            --threads 1
+            --threads 1 "${old_way[@]}"
         ;;
     churn30k)
         start_server 30k-churn
         loadgen churn30k --devices 30000 --scenario churn --churn 0.05 --reboot 0.01 \
-            --poll-interval 300s --speedup 60 --duration 60s --verify all --threads 1
+            --poll-interval 300s --speedup 60 --duration 60s --verify all --threads 1 \
+            "${old_way[@]}"
         ;;
     surge1m)
         start_server 1m
@@ -145,14 +212,122 @@ for run in "${runs[@]}"; do
         # --timeout to send and finish whatever the server has not caught up with.
         loadgen surge1m --devices 1000000 --scenario surge --surge-window 60s \
             --poll-interval 60s --duration 60s --timeout 60s --connections 256 --verify all \
-            --threads 1
+            --threads 1 "${old_way[@]}"
         ;;
     fleet1m)
         # After surge1m on the same server (run both: `measure.sh surge1m fleet1m`).
         [ -n "$server_pid" ] || { echo "fleet1m follows surge1m"; exit 1; }
         # shellcheck disable=SC2086 # FLEET_ARGS: extra flags, word-split on purpose.
         loadgen fleet1m --devices 1000000 --registered --poll-interval 60s --duration 180s \
-            --threads 2 --connections 512 --verify 100000 ${FLEET_ARGS:-}
+            --threads 2 --connections 512 --verify 100000 "${old_way[@]}" ${FLEET_ARGS:-}
+        ;;
+    realistic)
+        devices=${DEVICES:-1000000} fleet_secs=${FLEET_SECS:-180}
+        limit=(timeout -s INT "${LIMIT:-900}")
+        keep_going=1
+        # Descriptors: up to --connections sockets (512) in the loadgen and as many in the
+        # server, plus the server's RocksDB files; raised to the hard limit (20000 here).
+        ulimit -n "$(ulimit -Hn)"
+        echo "== ulimit -n $(ulimit -n) (server and loadgen); ip_local_port_range" \
+            "$(tr '\t' - </proc/sys/net/ipv4/ip_local_port_range)," \
+            "tcp_tw_reuse $(cat /proc/sys/net/ipv4/tcp_tw_reuse)," \
+            "tcp_max_tw_buckets $(cat /proc/sys/net/ipv4/tcp_max_tw_buckets)," \
+            "somaxconn $(cat /proc/sys/net/core/somaxconn)"
+        # own: as devices connect (the loadgen's defaults for these scenarios, spelled out),
+        # against the server's default quotas; old: as the runs above; single (only with
+        # MODES="own single old"): a connection per request, all from 127.0.0.1, quotas raised.
+        read -r -a modes <<<"${MODES:-own old}"
+        use_mode() {
+            case "$1" in
+            own)
+                server_config="$work/ddnsd-default-quotas.toml"
+                flags=(--connection-per-request --per-device-source)
+                ;;
+            single)
+                server_config="$work/ddnsd.toml"
+                flags=(--connection-per-request --single-source)
+                ;;
+            old) server_config="$work/ddnsd.toml" flags=("${old_way[@]}") ;;
+            *)
+                echo "MODES: own, single, old"
+                exit 1
+                ;;
+            esac
+        }
+        for mode in "${modes[@]}"; do
+            use_mode $mode
+            start_server "realistic-$devices-$mode"
+            loadgen "realistic-surge-$mode" --devices "$devices" --scenario surge \
+                --surge-window 60s --poll-interval 60s --duration 60s --timeout 60s \
+                --connections 256 --verify all --threads 1 "${flags[@]}"
+            loadgen "realistic-fleet-$mode" --devices "$devices" --registered \
+                --poll-interval 60s --duration "${fleet_secs}s" --threads 2 --connections 512 \
+                --verify 100000 "${flags[@]}"
+        done
+        for mode in "${modes[@]}"; do
+            use_mode $mode
+            start_server "realistic-30k-churn-$mode"
+            loadgen "realistic-churn-$mode" --devices 30000 --scenario churn --churn 0.05 \
+                --reboot 0.01 --poll-interval 300s --speedup 60 --duration 60s --verify all \
+                --threads 1 "${flags[@]}"
+        done
+        stop_server
+        server_config="$work/ddnsd.toml" limit=() keep_going=""
+        python3 - "$out" "$devices" "${modes[@]}" <<'PY'
+import json, os, sys
+out, devices, chosen = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+label = f"{devices // 1_000_000}M" if devices % 1_000_000 == 0 else f"{devices // 1000}k"
+runs = [("surge", f"{label} surge in 60 s"), ("fleet", f"{label}, one poll/min"),
+        ("churn", "30k churn")]
+modes = [(mode, how) for mode, how in [
+    ("own", "per request, own source, default quotas"),
+    ("single", "per request, one source, raised quotas"),
+    ("old", "keep-alive, one source, raised quotas")] if mode in chosen]
+def ms(us):
+    return f"{us / 1000:.2f}"
+def count(n):
+    return f"{n:,}" if isinstance(n, int) else "–"
+print(f"\n== realistic ({out}): a connection per request from each device's own address "
+      "against the default quotas, beside keep-alive from one address")
+heads = ["run", "connections", "req/s", "p50 ms", "p99 ms", "p99 after boot ms",
+         "errors (911 / connect / timeout / io / unexpected)", "propagation p50 / p99 ms",
+         "verify matched / checked", "TCP connections", "server µs/req",
+         "CPU cores loadgen / server / others", "server peak RSS", "server fds max",
+         "listen overflows", "TIME_WAIT at end, the server's (overflows)"]
+print("| " + " | ".join(heads) + " |")
+print("|" + " --- |" * len(heads))
+for run, title in runs:
+    for mode, how in modes:
+        name = f"realistic-{run}-{mode}"
+        try:
+            r = json.load(open(os.path.join(out, name + ".json")))
+            facts = dict(line.strip().split("=", 1)
+                         for line in open(os.path.join(out, name + ".sys")) if "=" in line)
+        except (OSError, ValueError):
+            print(f"| {title} | {how} | (no report)" + " |" * (len(heads) - 2))
+            continue
+        e, c, p = r["errors"], r["cpu"], r["propagation"]["latency"]
+        v = r.get("verify") or {}
+        cores = [c.get(k) or 0.0 for k in ("loadgen_cores", "server_cores", "machine_cores")]
+        per_req = (c.get("server_secs") or 0) / max(r["requests"], 1) * 1e6
+        note = "" if facts.get("exit") == "0" else f" (loadgen exit {facts.get('exit')})"
+        cells = [
+            title, how, f"{r['requests_per_sec']:,.0f}", ms(r["latency"]["p50_us"]),
+            ms(r["latency"]["p99_us"]),
+            ms(r["latency_after_boot"]["p99_us"]) if r["latency_after_boot"]["count"] else "–",
+            f"{e['total']} ({e['flood']} / {e['connect']} / {e['timeout']} / {e['io']} / "
+            f"{e['unexpected']}){note}",
+            f"{ms(p['p50_us'])} / {ms(p['p99_us'])}" if p["count"] else "–",
+            f"{count(v.get('matched'))} / {count(v.get('checked'))}",
+            f"{r['schedule']['connections_opened']:,}", f"{per_req:.0f}",
+            f"{cores[0]:.2f} / {cores[1]:.2f} / {cores[2] - cores[0] - cores[1]:.2f}",
+            f"{int(facts.get('hwm_kb') or 0) / 1024:,.0f} MB", facts.get("fds_max", "–"),
+            facts.get("listen_overflows", "–"),
+            f"{int(facts.get('time_wait') or 0):,}, server's {int(facts.get('time_wait_server') or 0):,} "
+            f"({facts.get('tw_overflows', '–')})",
+        ]
+        print("| " + " | ".join(cells) + " |")
+PY
         ;;
     dvr | dyndns2)
         hosts=${HOSTS:-2000} dur=${DUR:-20} conns=${CONNS:-256} rounds=${ROUNDS:-2}

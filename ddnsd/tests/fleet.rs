@@ -1,7 +1,10 @@
 //! A bounded fleet from the load generator (ddns-loadgen's library) against the real binary:
 //! devices that follow the seed's client rules get the replies they expect, with zero errors,
-//! and DNS answers every address the server acknowledged; and the same for DVR hosts the
-//! loadgen provisions through the admin socket and updates over the DVR protocol.
+//! and DNS answers every address the server acknowledged. By default, as in the field, each
+//! device opens a connection per request from its own address in 127.0.0.0/8, against the
+//! server's default flood quotas; the old mode (keep-alive connections from one address, the
+//! per-source quota raised) too. And the same for DVR hosts the loadgen provisions through the
+//! admin socket and updates over the DVR protocol.
 
 mod common;
 
@@ -9,30 +12,35 @@ use std::time::Duration;
 
 use common::*;
 use ddns_loadgen::fleet::Expect;
-use ddns_loadgen::{DeviceKey, LoadgenConfig, Scenario, Verify, run};
+use ddns_loadgen::{
+    DeviceKey, LoadgenConfig, RunOutcome, Scenario, Sources, Verify, run, source_index,
+};
 
-#[test]
-fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_address() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), ROOMY_QUOTAS);
-    let server = Server::start(&dir.path().join("data"), Some(&config));
+const DEVICES: u32 = 300;
+
+/// Runs a churning fleet of [`DEVICES`] for 10 s against `server`, in the connection and source
+/// mode `mode` sets, and checks what every fleet run must show.
+fn churning_fleet(server: &Server, mode: impl FnOnce(&mut LoadgenConfig)) -> RunOutcome {
     let key_file = server.data_dir.join("keys").join("demo.key");
     let key = DeviceKey::from_key_file(&std::fs::read_to_string(&key_file).expect("demo key"))
         .expect("a key file ddnsd wrote");
 
     let mut c = LoadgenConfig::new(server.http, server.dns, key);
-    c.devices = 300;
+    c.devices = DEVICES;
     c.scenario = Scenario::Churn;
     c.churn = Some(0.2);
     c.reboot = 0.05;
     c.decommission = 0.01;
     // A 300 s poll interval compressed 150 times: a poll every 2 s, five intervals in 10 s.
+    // Each device then makes at most 5 requests and 5 writes in 10 s: inside the default
+    // per-source (120 at once) and per-device (5 at once) bursts.
     c.poll_interval = Duration::from_secs(300);
     c.speedup = 150.0;
     c.duration = Duration::from_secs(10);
     c.connections = 16;
     c.propagation_sample = 1.0;
     c.verify = Verify::All;
+    mode(&mut c);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,9 +50,12 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
     let r = &outcome.report;
     eprintln!("{r}");
 
+    // No 911s, no connect failures, no unexpected replies (an `ipdetect` answer that is not the
+    // address the device sent from would be one).
     assert_eq!(r.errors.total, 0, "{r}");
     assert_eq!(
-        r.replies["add"]["10"], 300,
+        r.replies["add"]["10"],
+        u64::from(DEVICES),
         "every device registered once: {r}"
     );
     for code in ["09", "08"] {
@@ -54,6 +65,10 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
         );
     }
     assert!(r.kinds["ipdetect"].count >= 4 * 250, "{r}");
+    assert_eq!(
+        r.replies["ipdetect"]["ip"], r.kinds["ipdetect"].count,
+        "{r}"
+    );
     if r.schedule.decommissions > 0 {
         assert!(r.replies["remove"].contains_key("15"), "{r}");
     }
@@ -65,12 +80,12 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
     // The final check asked DNS about every device whose last write was acknowledged.
     let verify = r.verify.as_ref().expect("verify ran");
     assert_eq!(verify.uncertain, 0, "{r}");
-    assert_eq!(verify.checked, 300, "{r}");
+    assert_eq!(verify.checked, u64::from(DEVICES), "{r}");
     assert_eq!(verify.mismatched + verify.unanswered, 0, "{r}");
 
     // And the real dig agrees, on a spread of devices.
     let naming = outcome.fleet.naming();
-    for device in (0..300).step_by(15) {
+    for device in (0..DEVICES).step_by(15) {
         let fqdn = naming.fqdn(device);
         match outcome.fleet.expect(device) {
             Expect::Addr(addr) => {
@@ -82,6 +97,48 @@ fn a_churning_fleet_gets_expected_replies_and_dns_shows_every_acknowledged_addre
             }
             Expect::Absent => assert_eq!(status(&server.dig(&[&fqdn, "A"])), "NXDOMAIN"),
             Expect::Unknown => panic!("{fqdn}: no errors, so every outcome is known"),
+        }
+    }
+    outcome
+}
+
+#[test]
+fn devices_polling_from_their_own_sources_on_connections_of_their_own_need_no_raised_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No config: the default flood quotas.
+    let server = Server::start(&dir.path().join("data"), None);
+    let outcome = churning_fleet(&server, |_| {});
+    let r = &outcome.report;
+    assert!(!r.run.keep_alive && r.run.sources == "per-device", "{r}");
+    // A connection per request, none reused.
+    assert_eq!(r.schedule.connections_opened, r.requests, "{r}");
+    // What the server stored, and DNS answers, is each device's source address: one of its
+    // own share of 127/8 (it changes with churn), never another device's.
+    for device in 0..DEVICES {
+        if let Expect::Addr(addr) = outcome.fleet.expect(device) {
+            let index = source_index(addr).unwrap_or_else(|| panic!("{addr}: not a source"));
+            assert_eq!(index % DEVICES, device, "{addr}");
+        }
+    }
+}
+
+#[test]
+fn devices_on_keep_alive_connections_from_one_source_get_the_same_with_raised_quotas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), ROOMY_QUOTAS);
+    let server = Server::start(&dir.path().join("data"), Some(&config));
+    let outcome = churning_fleet(&server, |c| {
+        c.keep_alive = Some(true);
+        c.sources = Some(Sources::Single);
+    });
+    let r = &outcome.report;
+    assert!(r.run.keep_alive && r.run.sources == "single", "{r}");
+    assert!(r.schedule.connections_opened <= 16, "{r}");
+    // Simulated WAN addresses, sent as myip (198.18.0.0/15).
+    for device in 0..DEVICES {
+        if let Expect::Addr(addr) = outcome.fleet.expect(device) {
+            let [a, b, ..] = addr.octets();
+            assert!(a == 198 && (b == 18 || b == 19), "{addr}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::fleet::{DEVICES_MAX, FleetConfig, HostProtocol, Naming, Surge};
+use crate::fleet::{DEVICES_MAX, FleetConfig, HostProtocol, Naming, SOURCES_MAX, Surge};
 use crate::token::DeviceKey;
 
 /// What the fleet does.
@@ -70,6 +70,29 @@ impl FromStr for Scenario {
             other => Err(format!(
                 "unknown scenario {other:?} (steady, churn, surge, updates, dvr or dyndns2)"
             )),
+        }
+    }
+}
+
+/// Where the fleet's requests come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sources {
+    /// Each device from its own address in 127.0.0.0/8 (`fleet::source_addr`), which is its
+    /// WAN address: `ipdetect` answers it and writes carry no `myip`, and the server's
+    /// per-source quota applies to each device alone, as it does in the field.
+    PerDevice,
+    /// The whole fleet from the system's choice of address (127.0.0.1 against a local
+    /// server), with simulated WAN addresses sent as `myip`: the server's per-source quota must
+    /// be raised for it.
+    Single,
+}
+
+impl Sources {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sources::PerDevice => "per-device",
+            Sources::Single => "single",
         }
     }
 }
@@ -181,8 +204,16 @@ pub struct LoadgenConfig {
     pub surge_window: Duration,
     /// The fleet was registered by an earlier run with the same seed: boot with `update`.
     pub registered: bool,
-    /// HTTP connections (keep-alive, each with one request in flight).
+    /// Requests in flight at most: connection workers, each with one request out.
     pub connections: usize,
+    /// Keep each worker's connection open across requests (`None`: the scenario's default, a
+    /// new connection per request sent with `Connection: close` for `steady`, `churn` and
+    /// `surge`, as devices that poll every few minutes do, and keep-alive for the closed
+    /// loops, which measure the server's write path at its maximum rate).
+    pub keep_alive: Option<bool>,
+    /// Where requests come from (`None`: the scenario's default, a source per device for
+    /// `steady`, `churn` and `surge`, one source for the closed loops).
+    pub sources: Option<Sources>,
     /// How long requests are scheduled (real time); the run then drains and stops.
     pub duration: Duration,
     /// Per request, from when it is sent.
@@ -230,6 +261,8 @@ impl LoadgenConfig {
             surge_window: Duration::from_secs(60),
             registered: false,
             connections: 128,
+            keep_alive: None,
+            sources: None,
             duration: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
             propagation_sample: 0.1,
@@ -253,6 +286,21 @@ impl LoadgenConfig {
             | Scenario::Updates
             | Scenario::Dvr
             | Scenario::Dyndns2 => 0.0,
+        })
+    }
+
+    /// Whether connections are kept open across requests (see the field `keep_alive`).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+            .unwrap_or_else(|| self.fleet_is_closed_loop())
+    }
+
+    /// Where requests come from (see the field `sources`).
+    pub fn sources(&self) -> Sources {
+        self.sources.unwrap_or(if self.fleet_is_closed_loop() {
+            Sources::Single
+        } else {
+            Sources::PerDevice
         })
     }
 
@@ -306,6 +354,7 @@ impl LoadgenConfig {
             registered: self.registered || self.scenario.hosts().is_some(),
             closed_loop: self.fleet_is_closed_loop(),
             hosts: self.scenario.hosts(),
+            own_sources: self.sources() == Sources::PerDevice,
             // Updates against a fleet an earlier run updated must not repeat its addresses
             // (they would be `08`s, `nochg`s, or `ACT`s answered from memory: no writes).
             roll_seed: if self.fleet_is_closed_loop() {
@@ -341,6 +390,35 @@ impl LoadgenConfig {
         ] {
             if !(0.0..=1.0).contains(&share) {
                 return fail(format!("{name} is a share from 0 to 1, not {share}"));
+            }
+        }
+        if self.sources() == Sources::PerDevice {
+            if !(self.http.ip().is_loopback() && self.http.is_ipv4()) {
+                return fail(format!(
+                    "a source per device comes from 127.0.0.0/8, which reaches only a server on \
+                     the loopback (--http {}): use --single-source",
+                    self.http
+                ));
+            }
+            if self.scenario.hosts().is_some() {
+                return fail(format!(
+                    "--scenario {} sends each host's address in the request: use --single-source",
+                    self.scenario.name()
+                ));
+            }
+            if self.devices > SOURCES_MAX {
+                return fail(format!(
+                    "a source per device: at most {SOURCES_MAX} devices (127/8 without .0 and \
+                     .255 octets)"
+                ));
+            }
+            // A new address is a new source from the device's own share of 127/8.
+            let changes = self.churn() > 0.0 || self.fleet_is_closed_loop();
+            if changes && self.devices > SOURCES_MAX / 2 {
+                return fail(format!(
+                    "address changes with a source per device: at most {} devices",
+                    SOURCES_MAX / 2
+                ));
             }
         }
         let naming = self.naming();
@@ -452,6 +530,57 @@ mod tests {
         assert_eq!(c.naming().fqdn(0), "h0.cams.dyn.example");
         c.dvr_user = "lg".into();
         assert!(c.validate().is_err(), "user IDs are 5 to 20 characters");
+    }
+
+    #[test]
+    fn the_fleet_connects_per_request_from_its_own_sources_and_the_closed_loops_keep_alive() {
+        let mut c = config();
+        for scenario in [Scenario::Steady, Scenario::Churn, Scenario::Surge] {
+            c.scenario = scenario;
+            assert!(!c.keep_alive(), "{scenario:?}");
+            assert_eq!(c.sources(), Sources::PerDevice, "{scenario:?}");
+            assert!(c.fleet_config().own_sources);
+            assert_eq!(c.validate(), Ok(()));
+        }
+        for scenario in [Scenario::Updates, Scenario::Dvr, Scenario::Dyndns2] {
+            c.scenario = scenario;
+            assert!(c.keep_alive(), "{scenario:?}");
+            assert_eq!(c.sources(), Sources::Single, "{scenario:?}");
+            assert!(!c.fleet_config().own_sources);
+        }
+        c.scenario = Scenario::Steady;
+        c.keep_alive = Some(true);
+        c.sources = Some(Sources::Single);
+        assert!(c.keep_alive() && !c.fleet_config().own_sources);
+        // The closed loop of device updates may come from the devices' own sources too.
+        c.scenario = Scenario::Updates;
+        c.sources = Some(Sources::PerDevice);
+        assert!(c.fleet_config().own_sources);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn own_sources_need_a_loopback_server_and_room_in_127_8() {
+        let mut c = config();
+        assert_eq!(c.validate(), Ok(()));
+        c.http = "192.0.2.1:8080".parse().expect("addr");
+        assert!(c.validate().is_err(), "127/8 reaches only the loopback");
+        c.sources = Some(Sources::Single);
+        assert_eq!(c.validate(), Ok(()));
+        let mut c = config();
+        c.devices = SOURCES_MAX;
+        assert_eq!(c.validate(), Ok(()), "one address each, no changes");
+        c.devices = SOURCES_MAX + 1;
+        assert!(c.validate().is_err());
+        c.devices = SOURCES_MAX / 2 + 1;
+        c.churn = Some(0.01);
+        assert!(c.validate().is_err(), "a change needs a second address");
+        c.devices = SOURCES_MAX / 2;
+        assert_eq!(c.validate(), Ok(()));
+        c.scenario = Scenario::Dvr;
+        c.sources = Some(Sources::PerDevice);
+        c.devices = 10;
+        assert!(c.validate().is_err(), "hosts send their address");
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub(crate) fn host_update(
         HostProtocol::Dvr => Get::plain(format!("/dvr/update?host={fqdn}&pw={password}&ip={addr}")),
         HostProtocol::Dyndns2 => Get {
             authorization: Some(basic_authorization(&fqdn, &password)),
+            source: None,
             target: format!("/nic/update?hostname={fqdn}&myip={addr}"),
         },
     }
@@ -371,7 +372,8 @@ async fn first_pass(config: &LoadgenConfig, naming: &Naming, protocol: HostProto
             &config.user_agent,
             config.timeout,
             opened.clone(),
-        );
+        )
+        .keep_alive(config.keep_alive());
         let (next, retries, naming) = (next.clone(), retries.clone(), naming.clone());
         let (seed, devices) = (config.seed, config.devices);
         tasks.spawn(async move {

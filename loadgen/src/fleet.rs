@@ -7,10 +7,16 @@
 //!   in which case it sends an `update` anyway: "send an IP update upon reset/reboot even if an
 //!   update is not needed".
 //! - Every poll interval it asks `ipdetect` for its WAN address and, if that differs from the
-//!   address the server last acknowledged, sends an `update`. The simulated WAN address is the
-//!   model's, not the `ipdetect` answer (all traffic comes from one host).
-//! - Each interval, a share of devices get a new WAN address (churn), a share reboot, and a
-//!   share are decommissioned (`remove`, then silent).
+//!   address the server last acknowledged, sends an `update`.
+//! - Where its traffic comes from ([`FleetConfig::own_sources`]): by default each device sends
+//!   from an address of its own in `127.0.0.0/8` ([`source_addr`]), which is its WAN address.
+//!   `ipdetect` must then answer exactly that address, and `add`/`update` carry no `myip`: the
+//!   server takes the source, as it does for a device behind a home router. With one source
+//!   for the whole fleet (the old mode), the WAN address is simulated (198.18.0.0/15), sent as
+//!   `myip`, and the `ipdetect` answer (the loadgen's own address) is only load.
+//! - Each interval, a share of devices get a new WAN address (churn: with their own sources, a
+//!   new source address, never another device's), a share reboot, and a share are
+//!   decommissioned (`remove`, then silent).
 //! - In a surge every device sends `add` once within a window, as a region's devices do when
 //!   their links come back.
 //! - A device is one sequential client: while its request is in flight it sends nothing else,
@@ -29,10 +35,40 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::rng::{SplitMix64, derive};
 
-/// Simulated WAN addresses come from 198.18.0.0/15 (RFC 2544, for benchmarks): they are only
-/// record data, never a traffic target.
+/// Simulated WAN addresses of a single-source fleet come from 198.18.0.0/15 (RFC 2544, for
+/// benchmarks): they are only record data, never a traffic target.
 const ADDR_BASE: u32 = 0xC612_0000;
 const ADDR_SPAN: u64 = 1 << 17;
+
+/// Addresses devices send from ([`source_addr`]): `127.a.b.c` with each of `a`, `b`, `c` in
+/// 1..=254, so that none is 127.0.0.1 (the server's address, and a single-source fleet's) or has
+/// the form of a subnet's network (`.0`) or broadcast (`.255`) address. Linux routes all of
+/// 127.0.0.0/8 to `lo` and binds any of it without configuration.
+pub const SOURCES_MAX: u32 = 254 * 254 * 254;
+
+/// The `index`th address of [`SOURCES_MAX`], in order from 127.1.1.1: device `d` starts at
+/// the `d`th. Panics past the last.
+pub fn source_addr(index: u32) -> Ipv4Addr {
+    assert!(
+        index < SOURCES_MAX,
+        "127/8 holds {SOURCES_MAX} source addresses"
+    );
+    let octet = |i: u32| (i % 254 + 1) as u8;
+    Ipv4Addr::new(
+        127,
+        octet(index / (254 * 254)),
+        octet(index / 254),
+        octet(index),
+    )
+}
+
+/// The inverse of [`source_addr`]: `None` for an address it never gives.
+pub fn source_index(addr: Ipv4Addr) -> Option<u32> {
+    let [net, a, b, c] = addr.octets();
+    let ok = |o: u8| (1..=254).contains(&o);
+    (net == 127 && ok(a) && ok(b) && ok(c))
+        .then(|| (u32::from(a) - 1) * 254 * 254 + (u32::from(b) - 1) * 254 + u32::from(c) - 1)
+}
 
 /// A request path of the device API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,7 +163,8 @@ pub struct Request {
     pub kind: Kind,
     /// Why the device sends it.
     pub reason: Reason,
-    /// `myip` for `add` and `update`.
+    /// The device's WAN address: the source it sends from (its own sources), or `myip` of
+    /// its `add` and `update` (a single source).
     pub addr: Ipv4Addr,
     /// When it is due, in µs since the run started. Latency is measured from here.
     pub due_us: u64,
@@ -447,6 +484,11 @@ pub struct FleetConfig {
     /// The closed loop sends host updates in this protocol (`/dvr/update` or `/nic/update`:
     /// the `dvr` and `dyndns2` scenarios) instead of the device API's `update`.
     pub hosts: Option<HostProtocol>,
+    /// Each device sends from its own address ([`source_addr`] of its index at first), which
+    /// is its WAN address; a new WAN address is a new source, drawn from the device's own
+    /// share of 127/8 (the indices `device + k × devices`), so two devices never share one.
+    /// `false`: the whole fleet sends from one address and simulates WAN addresses as `myip`.
+    pub own_sources: bool,
     /// Seeds the rolls and the new addresses (the seed itself, unless a run must not repeat
     /// an earlier run's addresses: the `updates` scenario mixes in the time).
     pub roll_seed: u64,
@@ -570,6 +612,10 @@ impl Fleet {
     pub fn new(config: FleetConfig, naming: Naming) -> Fleet {
         assert!(config.devices <= DEVICES_MAX, "at most 2^24 devices");
         assert!(config.interval_us > 0, "the poll interval is positive");
+        assert!(
+            !config.own_sources || config.devices <= SOURCES_MAX,
+            "at most {SOURCES_MAX} devices with their own sources"
+        );
         let n = config.devices as usize;
         let scheduled = if config.closed_loop {
             0
@@ -584,7 +630,13 @@ impl Fleet {
             });
         let mut rng = SplitMix64::new(derive(config.roll_seed, u64::MAX - 1));
         let wan = (0..config.devices)
-            .map(|d| initial_addr(config.seed, d))
+            .map(|d| {
+                if config.own_sources {
+                    source_addr(d).into()
+                } else {
+                    initial_addr(config.seed, d)
+                }
+            })
             .collect();
         // The boot of each device: spread over one interval, or over the surge window when the
         // surge is the boot.
@@ -740,10 +792,25 @@ impl Fleet {
 
     fn change_wan(&mut self, d: usize) {
         let old = self.wan[d];
-        let mut new = old;
-        while new == old {
-            new = ADDR_BASE + self.rng.below(ADDR_SPAN) as u32;
-        }
+        let new = if self.config.own_sources {
+            // Device d's sources are the indices d + k × devices: another round k, at random.
+            let devices = self.config.devices;
+            let rounds = SOURCES_MAX / devices;
+            assert!(
+                rounds >= 2,
+                "a new source for each device needs at most {} devices",
+                SOURCES_MAX / 2
+            );
+            let round = source_index(Ipv4Addr::from(old)).expect("a source address") / devices;
+            let next = (round + 1 + self.rng.below(u64::from(rounds - 1)) as u32) % rounds;
+            source_addr(next * devices + d as u32).into()
+        } else {
+            let mut new = old;
+            while new == old {
+                new = ADDR_BASE + self.rng.below(ADDR_SPAN) as u32;
+            }
+            new
+        };
         self.wan[d] = new;
         self.counts.wan_changes += 1;
     }
@@ -821,6 +888,13 @@ impl Fleet {
             (Kind::Remove, Reply::Deleted) => self.removed(d),
             (Kind::Remove, Reply::NotFound) => {
                 self.removed(d);
+                done.verdict = Verdict::Unexpected;
+            }
+            // From its own source, the answer must be that source: the address the server
+            // would store for an update without `myip`.
+            (Kind::Ipdetect, Reply::Detected(seen))
+                if self.config.own_sources && seen.to_canonical() != IpAddr::V4(request.addr) =>
+            {
                 done.verdict = Verdict::Unexpected;
             }
             (Kind::Ipdetect, Reply::Detected(_)) => {
@@ -907,6 +981,7 @@ mod tests {
             registered: false,
             closed_loop: false,
             hosts: None,
+            own_sources: false,
             roll_seed: 1,
             end_us: 1000 * SEC,
             seed: 1,
@@ -1391,6 +1466,117 @@ mod tests {
         assert_eq!(refused, Reply::DvrError(DvrError::Flood));
         assert_eq!(refused.code(), "ERR 0x80008004");
         assert_eq!(Reply::parse(Kind::Dvr, "ERR 0x80008009").code(), "other");
+    }
+
+    #[test]
+    fn source_addresses_are_distinct_loopback_and_never_network_broadcast_or_127_0_0_1() {
+        assert_eq!(source_addr(0), Ipv4Addr::new(127, 1, 1, 1));
+        assert_eq!(source_addr(253), Ipv4Addr::new(127, 1, 1, 254));
+        assert_eq!(source_addr(254), Ipv4Addr::new(127, 1, 2, 1));
+        assert_eq!(source_addr(254 * 254), Ipv4Addr::new(127, 2, 1, 1));
+        assert_eq!(
+            source_addr(SOURCES_MAX - 1),
+            Ipv4Addr::new(127, 254, 254, 254)
+        );
+        // Every one of them: in 127/8, no octet 0 or 255 (so never 127.0.0.1), and the inverse
+        // gives the index back, so no two indices share an address.
+        let mut seen = vec![0u64; (1 << 24) / 64];
+        for index in 0..SOURCES_MAX {
+            let addr = source_addr(index);
+            let [net, a, b, c] = addr.octets();
+            assert!(addr.is_loopback() && net == 127, "{addr}");
+            assert!(![a, b, c].iter().any(|&o| o == 0 || o == 255), "{addr}");
+            assert_eq!(source_index(addr), Some(index), "{addr}");
+            let bit = u32::from(addr) & 0xFF_FFFF;
+            let (word, mask) = (bit as usize / 64, 1u64 << (bit % 64));
+            assert_eq!(seen[word] & mask, 0, "{addr} twice");
+            seen[word] |= mask;
+        }
+        for outside in [
+            [127, 0, 0, 1],
+            [127, 1, 1, 0],
+            [127, 1, 1, 255],
+            [127, 255, 1, 1],
+            [127, 1, 0, 1],
+            [128, 1, 1, 1],
+            [198, 18, 0, 1],
+        ] {
+            assert_eq!(source_index(Ipv4Addr::from(outside)), None, "{outside:?}");
+        }
+    }
+
+    fn own(devices: u32) -> FleetConfig {
+        FleetConfig {
+            own_sources: true,
+            ..config(devices)
+        }
+    }
+
+    #[test]
+    fn devices_with_their_own_sources_start_at_their_index_and_change_within_their_share() {
+        let mut f = fleet(own(1000));
+        for d in 0..1000 {
+            assert_eq!(f.wan(d), source_addr(d));
+        }
+        // Many changes: each a new address, never another device's, always one of the device's
+        // own (index ≡ device mod devices).
+        for round in 0..20 {
+            for d in 0..1000 {
+                let old = f.wan(d);
+                f.change_wan(d as usize);
+                assert_ne!(f.wan(d), old, "round {round}");
+                let index = source_index(f.wan(d)).expect("a source address");
+                assert_eq!(index % 1000, d);
+            }
+            let mut now: Vec<Ipv4Addr> = (0..1000).map(|d| f.wan(d)).collect();
+            now.sort_unstable();
+            now.dedup();
+            assert_eq!(now.len(), 1000, "round {round}: two devices share a source");
+        }
+        // With just two addresses each, a change alternates between them.
+        let mut f = fleet(own(SOURCES_MAX / 2));
+        let first = f.wan(7);
+        f.change_wan(7);
+        assert_eq!(f.wan(7), source_addr(SOURCES_MAX / 2 + 7));
+        f.change_wan(7);
+        assert_eq!(f.wan(7), first);
+    }
+
+    #[test]
+    fn from_its_own_source_a_device_checks_the_ipdetect_answer_and_updates_without_myip() {
+        let mut f = fleet(own(1));
+        let add = f.pop_due(u64::MAX).expect("boot");
+        assert_eq!(add.addr, source_addr(0), "adds from its own source");
+        f.complete(&add, &Ok(ack(Kind::Add, 0)), add.due_us);
+        assert_eq!(f.expect(0), Expect::Addr(source_addr(0)));
+        // The answer is the address it sent from: nothing to do.
+        let poll = f.pop_due(u64::MAX).expect("poll");
+        assert_eq!(poll.addr, source_addr(0));
+        let seen = Reply::Detected(source_addr(0).into());
+        let done = f.complete(&poll, &Ok(seen), poll.due_us);
+        assert_eq!((done.verdict, done.follow_up), (Verdict::Ok, None));
+        // An answer naming any other address (127.0.0.1: the server saw no per-device source)
+        // is unexpected.
+        let poll = f.pop_due(u64::MAX).expect("poll");
+        let wrong = Reply::Detected(IpAddr::from([127, 0, 0, 1]));
+        let done = f.complete(&poll, &Ok(wrong), poll.due_us);
+        assert_eq!(done.verdict, Verdict::Unexpected);
+        // A new source: the poll comes from it, and so does the update that follows.
+        f.change_wan(0);
+        let moved = f.wan(0);
+        let poll = f.pop_due(u64::MAX).expect("poll");
+        assert_eq!(poll.addr, moved);
+        let update = f
+            .complete(&poll, &Ok(Reply::Detected(moved.into())), poll.due_us)
+            .follow_up
+            .expect("an update");
+        assert_eq!((update.kind, update.addr), (Kind::Update, moved));
+        f.complete(&update, &Ok(Reply::Modified), update.due_us);
+        assert_eq!(
+            f.expect(0),
+            Expect::Addr(moved),
+            "DNS should show the new source"
+        );
     }
 
     #[test]

@@ -1,5 +1,22 @@
-//! The device side of HTTP: one keep-alive HTTP/1.1 connection per worker, sending the plain
-//! `GET`s devices send and reading `Content-Length` replies.
+//! The device side of HTTP: per worker, a new HTTP/1.1 connection for each request (sent with
+//! `Connection: close`, as a device that polls every few minutes does) or one kept alive,
+//! each connection bound to the request's source address; sending the plain `GET`s devices
+//! send and reading `Content-Length` replies.
+//!
+//! # Connections per request and the 4-tuple
+//!
+//! A connection is (source address, source port, server address, server port). The server
+//! answers `Connection: close` by closing first, so the `TIME_WAIT` (60 s on Linux) is its
+//! own, on the (device, port) pair. With a source per device, each device opens one
+//! connection at a time from its own address and the ephemeral ports (`ip_local_port_range`,
+//! 32768–60999 here: 28,232) are per address, so tuples cannot collide. From a single source,
+//! a fleet of 1M devices polling once a minute needs ~17k new connections a second from the
+//! same 28,232 ports: every port comes back within ~2 s, while the server still holds the old
+//! tuple in `TIME_WAIT` (Linux accepts a new SYN on it when its sequence number or timestamp
+//! is newer), and any `TIME_WAIT` of the client's own is reusable only through
+//! `net.ipv4.tcp_tw_reuse` (2, the default, allows it on the loopback only). Either side's
+//! `TIME_WAIT` count is capped by `net.ipv4.tcp_max_tw_buckets` (past it a closed socket skips
+//! `TIME_WAIT`, counted in `TCPTimeWaitOverflow`).
 //!
 //! Hand-written over a `TcpStream` with `httparse` for the head: the loadgen shares the
 //! machine with the server, so a request should cost it two syscalls and no allocation beyond
@@ -7,13 +24,13 @@
 
 use std::future::Future;
 use std::io::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
 use crate::fleet::CallError;
@@ -25,15 +42,24 @@ pub struct Get {
     pub target: String,
     /// The `Authorization` header's value (dyndns2's Basic auth), if any.
     pub authorization: Option<String>,
+    /// The address to send from (bound before connecting); `None`: the system's choice.
+    pub source: Option<IpAddr>,
 }
 
 impl Get {
-    /// A `GET` without credentials in its headers (the device API's, the DVR protocol's).
+    /// A `GET` without credentials in its headers (the device API's, the DVR protocol's),
+    /// from the system's choice of address.
     pub fn plain(target: String) -> Get {
         Get {
             target,
             authorization: None,
+            source: None,
         }
+    }
+
+    /// The same, sent from `source`.
+    pub fn from(self, source: Option<IpAddr>) -> Get {
+        Get { source, ..self }
     }
 }
 
@@ -46,12 +72,17 @@ pub trait Transport: Send + 'static {
 /// Replies larger than this are refused (the device API's are a few dozen bytes).
 const REPLY_MAX: usize = 64 * 1024;
 
-/// One keep-alive connection to the device API, opened on first use and again after a failure.
+/// One worker's connection to the device API: a new one for every request (the default), or
+/// kept alive ([`HttpConnection::keep_alive`]), opened on first use and again after a failure
+/// or for a request from another source.
 pub struct HttpConnection {
     addr: SocketAddr,
     user_agent: String,
     timeout: Duration,
+    keep_alive: bool,
     stream: Option<TcpStream>,
+    /// The source `stream` was opened from (`None`: the system's choice).
+    bound: Option<IpAddr>,
     request: Vec<u8>,
     buf: Vec<u8>,
     opened: Arc<AtomicU64>,
@@ -66,7 +97,8 @@ enum Failure {
 }
 
 impl HttpConnection {
-    /// A connection to `addr`; `opened` counts every TCP connect across connections.
+    /// Connections to `addr`, a new one per request (`Connection: close`); `opened` counts
+    /// every TCP connect across connections.
     pub fn new(
         addr: SocketAddr,
         user_agent: &str,
@@ -77,21 +109,43 @@ impl HttpConnection {
             addr,
             user_agent: user_agent.to_owned(),
             timeout,
+            keep_alive: false,
             stream: None,
+            bound: None,
             request: Vec::with_capacity(512),
             buf: Vec::with_capacity(1024),
             opened,
         }
     }
 
-    async fn connect(&mut self) -> Result<(), CallError> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|_| CallError::Connect)?;
+    /// Keeps the connection open across requests (`true`) while they come from the same
+    /// source, or opens one per request (`false`, the default).
+    pub fn keep_alive(self, keep_alive: bool) -> HttpConnection {
+        HttpConnection { keep_alive, ..self }
+    }
+
+    async fn connect(&mut self, source: Option<IpAddr>) -> Result<(), CallError> {
+        let stream = match source {
+            None => TcpStream::connect(self.addr).await,
+            Some(source) => {
+                // Bound before connecting: the server sees `source`. Port 0 lets the kernel pick
+                // an ephemeral port of that address.
+                let socket = match source {
+                    IpAddr::V4(_) => TcpSocket::new_v4(),
+                    IpAddr::V6(_) => TcpSocket::new_v6(),
+                };
+                match socket.and_then(|s| s.bind(SocketAddr::new(source, 0)).map(|()| s)) {
+                    Ok(socket) => socket.connect(self.addr).await,
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        .map_err(|_| CallError::Connect)?;
         // Requests are single small writes: never wait for an ACK to send one.
         let _ = stream.set_nodelay(true);
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.stream = Some(stream);
+        self.bound = source;
         Ok(())
     }
 
@@ -105,16 +159,21 @@ impl HttpConnection {
         if let Some(authorization) = &request.authorization {
             let _ = write!(self.request, "Authorization: {authorization}\r\n");
         }
-        self.request.extend_from_slice(b"\r\n");
-        let reused = self.stream.is_some();
-        if !reused {
-            self.connect().await?;
+        if !self.keep_alive {
+            self.request.extend_from_slice(b"Connection: close\r\n");
         }
-        match self.send_and_read().await {
+        self.request.extend_from_slice(b"\r\n");
+        // A kept connection serves only requests from the source it was opened from.
+        let reused = self.stream.is_some() && self.bound == request.source;
+        if !reused {
+            self.stream = None;
+            self.connect(request.source).await?;
+        }
+        let result = match self.send_and_read().await {
             Ok(body) => Ok(body),
             Err(Failure::Stale) if reused => {
                 self.stream = None;
-                self.connect().await?;
+                self.connect(request.source).await?;
                 self.send_and_read().await.map_err(|failure| {
                     self.stream = None;
                     match failure {
@@ -130,7 +189,11 @@ impl HttpConnection {
                     Failure::Failed(e) => e,
                 })
             }
+        };
+        if !self.keep_alive {
+            self.stream = None;
         }
+        result
     }
 
     async fn send_and_read(&mut self) -> Result<String, Failure> {
@@ -201,6 +264,12 @@ impl HttpConnection {
             let body = std::str::from_utf8(&self.buf[head_len..end])
                 .map_err(|_| Failure::Failed(CallError::Http))?
                 .to_owned();
+            if close && !self.keep_alive {
+                // Wait for the server's FIN (sent right after the reply), so that it is the
+                // side that closed first and holds the `TIME_WAIT`, whatever the timing.
+                let mut rest = [0u8; 64];
+                while matches!(stream.read(&mut rest).await, Ok(n) if n > 0) {}
+            }
             if close {
                 self.stream = None;
             }
@@ -264,7 +333,11 @@ mod tests {
         addr
     }
 
-    fn connection(addr: SocketAddr, timeout_ms: u64) -> (HttpConnection, Arc<AtomicU64>) {
+    fn connection(
+        addr: SocketAddr,
+        timeout_ms: u64,
+        keep_alive: bool,
+    ) -> (HttpConnection, Arc<AtomicU64>) {
         let opened = Arc::new(AtomicU64::new(0));
         (
             HttpConnection::new(
@@ -272,7 +345,8 @@ mod tests {
                 "t - t - 1",
                 Duration::from_millis(timeout_ms),
                 opened.clone(),
-            ),
+            )
+            .keep_alive(keep_alive),
             opened,
         )
     }
@@ -295,7 +369,7 @@ mod tests {
             ),
         ]])
         .await;
-        let (mut c, opened) = connection(addr, 5000);
+        let (mut c, opened) = connection(addr, 5000, true);
         assert_eq!(c.get(&get("/update.aspx?x=1")).await, Ok("09".into()));
         assert_eq!(c.get(&get("/ipdetect.aspx")).await, Ok("127.0.0.1".into()));
         assert_eq!(opened.load(Ordering::Relaxed), 1);
@@ -322,10 +396,11 @@ mod tests {
             }
             heads
         });
-        let (mut c, _) = connection(addr, 5000);
+        let (mut c, _) = connection(addr, 5000, true);
         let with = Get {
             target: "/nic/update?hostname=a.example".into(),
             authorization: Some("Basic YTpi".into()),
+            source: None,
         };
         assert_eq!(c.get(&with).await, Ok("09".into()));
         assert_eq!(c.get(&get("/ipdetect.aspx")).await, Ok("09".into()));
@@ -355,7 +430,7 @@ mod tests {
             vec![("GET /b ", Some(OK_09))],
         ])
         .await;
-        let (mut c, opened) = connection(addr, 5000);
+        let (mut c, opened) = connection(addr, 5000, true);
         assert_eq!(c.get(&get("/a")).await, Ok("09".into()));
         assert_eq!(c.get(&get("/b")).await, Ok("09".into()));
         assert_eq!(opened.load(Ordering::Relaxed), 2);
@@ -378,7 +453,7 @@ mod tests {
             vec![("GET /", Some(SHORT)), ("never", None)],
         ])
         .await;
-        let (mut c, _) = connection(addr, 300);
+        let (mut c, _) = connection(addr, 300, false);
         assert_eq!(c.get(&get("/")).await, Err(CallError::Http));
         assert_eq!(c.get(&get("/")).await, Err(CallError::Http));
         assert_eq!(c.get(&get("/")).await, Err(CallError::Io));
@@ -387,7 +462,94 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
         let dead = listener.local_addr().expect("address");
         drop(listener);
-        let (mut c, _) = connection(dead, 300);
+        let (mut c, _) = connection(dead, 300, false);
         assert_eq!(c.get(&get("/")).await, Err(CallError::Connect));
+    }
+
+    /// Accepts `n` connections; for each, reads one request head, answers `09` with
+    /// `connection: close` if the request asked for it (else keeps answering `09` on it), and
+    /// records the peer's address and the first head.
+    async fn recording_server(
+        n: usize,
+    ) -> (SocketAddr, tokio::task::JoinHandle<Vec<(IpAddr, String)>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut socket, peer) = listener.accept().await.expect("accepts");
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut buf).await.expect("reads");
+                    assert!(n > 0, "closed before a request");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8(got).expect("utf-8");
+                let close = head.contains("\r\nConnection: close\r\n");
+                let reply = if close {
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n09"
+                } else {
+                    OK_09
+                };
+                socket.write_all(reply.as_bytes()).await.expect("writes");
+                if close {
+                    // The client waits for this FIN; then it sees no more from us.
+                    drop(socket);
+                } else {
+                    // Keep it open, answering every further request on it.
+                    tokio::spawn(async move {
+                        while let Ok(n) = socket.read(&mut buf).await
+                            && n > 0
+                        {
+                            if socket.write_all(OK_09.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                seen.push((peer.ip(), head));
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn by_default_each_request_has_a_connection_of_its_own_from_its_own_source() {
+        let (addr, server) = recording_server(3).await;
+        let (mut c, opened) = connection(addr, 5000, false);
+        let sources: [Option<IpAddr>; 3] = [
+            Some(IpAddr::from([127, 1, 1, 1])),
+            Some(IpAddr::from([127, 1, 1, 1])),
+            Some(IpAddr::from([127, 254, 3, 9])),
+        ];
+        for source in sources {
+            let request = get("/ipdetect.aspx").from(source);
+            assert_eq!(c.get(&request).await, Ok("09".into()));
+        }
+        assert_eq!(opened.load(Ordering::Relaxed), 3);
+        let seen = server.await.expect("the server task ends");
+        for ((peer, head), source) in seen.iter().zip(sources) {
+            assert_eq!(Some(*peer), source, "bound before connecting");
+            assert!(head.contains("\r\nConnection: close\r\n"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_serves_only_its_own_source() {
+        // Two requests from one source share a connection; a third from another opens one.
+        let (addr, server) = recording_server(2).await;
+        let (mut c, opened) = connection(addr, 5000, true);
+        let a = Some(IpAddr::from([127, 9, 9, 9]));
+        let b = Some(IpAddr::from([127, 9, 9, 10]));
+        for source in [a, a, b] {
+            assert_eq!(c.get(&get("/x").from(source)).await, Ok("09".into()));
+        }
+        assert_eq!(opened.load(Ordering::Relaxed), 2);
+        let seen = server.await.expect("the server task ends");
+        let peers: Vec<Option<IpAddr>> = seen.iter().map(|(peer, _)| Some(*peer)).collect();
+        assert_eq!(peers, [a, b]);
+        assert!(seen.iter().all(|(_, head)| !head.contains("Connection:")));
     }
 }

@@ -3,13 +3,18 @@
 //! Devices follow the client rules of the seed (register once, update on reboot, poll
 //! `ipdetect`, update only on a change, remove on decommission) on an open-loop schedule (or,
 //! to measure the maximum rate, in a closed loop of device-API, DVR or dyndns2 updates), over
-//! a bounded pool of keep-alive HTTP/1.1 connections; a sample of acknowledged changes is
-//! followed to DNS, and at the end the server's DNS answers are checked against what each
-//! device last had acknowledged.
+//! a bounded pool of HTTP/1.1 connection workers. As devices in the field do, each request
+//! opens a connection of its own (`Connection: close`) from the device's own address in
+//! `127.0.0.0/8` ([`source_addr`]), which is the address the server stores; keep-alive
+//! connections from one address, with simulated addresses sent as `myip`, are the option
+//! ([`Sources`], [`LoadgenConfig::keep_alive()`]). A sample of acknowledged changes is followed
+//! to DNS, and at the end the server's DNS answers are checked against what each device last
+//! had acknowledged.
 //!
 //! - [`fleet`]: the device model, the client rules and the schedule (pure, no I/O).
 //! - `run`: the driver ([`run()`], [`run_with`]): workers, open-loop dispatch, the final check.
-//! - `http`: the device side of HTTP ([`HttpConnection`], or any [`Transport`]).
+//! - `http`: the device side of HTTP ([`HttpConnection`], or any [`Transport`]): a connection
+//!   per request or kept alive, bound to the request's source address.
 //! - `dns`: hand-built `A` queries for the propagation prober and the final check.
 //! - `stats` and `report`: HDR histograms, reply codes, errors, a per-second timeline, the
 //!   [`Report`] (text and JSON) and its SVG plot ([`plot_svg`]).
@@ -33,10 +38,10 @@ mod run;
 mod stats;
 mod token;
 
-pub use config::{ConfigError, LoadgenConfig, Scenario, Verify, parse_duration};
+pub use config::{ConfigError, LoadgenConfig, Scenario, Sources, Verify, parse_duration};
 pub use dns::VerifyReport;
 pub use dvr::{DvrSetup, FirstPass, Provision, SetupError, host_password};
-pub use fleet::{Expect, Fleet, HostProtocol};
+pub use fleet::{Expect, Fleet, HostProtocol, SOURCES_MAX, source_addr, source_index};
 pub use http::{Get, HttpConnection, Transport};
 pub use report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, plot_svg};
 pub use run::{LEAD_US, Live, Progress, RunError, RunOutcome, run, run_with};

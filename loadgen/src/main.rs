@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use ddns_loadgen::{
-    DeviceKey, Live, LoadgenConfig, Progress, Scenario, Verify, parse_duration, plot_svg,
+    DeviceKey, Live, LoadgenConfig, Progress, Scenario, Sources, Verify, parse_duration, plot_svg,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -58,9 +58,28 @@ struct Args {
     /// The fleet was registered by an earlier run with the same --seed: boot with update.
     #[arg(long)]
     registered: bool,
-    /// Keep-alive HTTP connections (each carries one request at a time).
+    /// Requests in flight at most: connection workers, each with one request out at a time.
     #[arg(long, default_value_t = 128)]
     connections: usize,
+    /// Keep each worker's connection open across requests [default for updates, dvr, dyndns2]
+    /// instead of a new connection per request with `Connection: close` [default for steady,
+    /// churn, surge: devices that poll every few minutes reconnect each time].
+    #[arg(long, overrides_with = "connection_per_request")]
+    keep_alive: bool,
+    /// A new connection for every request (`Connection: close`), as devices open one per poll.
+    #[arg(long, overrides_with = "keep_alive")]
+    connection_per_request: bool,
+    /// Send everything from one address (the system's choice: 127.0.0.1 against a local
+    /// server), with simulated WAN addresses as `myip`: the server's per-source flood quota
+    /// must then be raised [default for updates, dvr, dyndns2].
+    #[arg(long, overrides_with = "per_device_source")]
+    single_source: bool,
+    /// Each device sends from its own address in 127.0.0.0/8 (127.a.b.c, no 0 or 255 octet),
+    /// which is its WAN address: ipdetect answers it and add/update carry no myip; the server
+    /// can keep its default per-source quota [default for steady, churn, surge; loopback
+    /// servers only].
+    #[arg(long, overrides_with = "single_source")]
+    per_device_source: bool,
     /// How long requests are scheduled (real time); then the run drains and stops.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
@@ -204,6 +223,16 @@ fn config(args: &Args) -> anyhow::Result<LoadgenConfig> {
     c.surge_window = args.surge_window;
     c.registered = args.registered;
     c.connections = args.connections;
+    c.keep_alive = match (args.keep_alive, args.connection_per_request) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    c.sources = match (args.single_source, args.per_device_source) {
+        (true, _) => Some(Sources::Single),
+        (_, true) => Some(Sources::PerDevice),
+        _ => None,
+    };
     c.duration = args.duration;
     c.timeout = args.timeout;
     c.propagation_sample = args.propagation_sample;

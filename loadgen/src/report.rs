@@ -56,8 +56,12 @@ pub struct RunInfo {
     pub scenario: String,
     /// Fleet size.
     pub devices: u32,
-    /// HTTP connections.
+    /// Connection workers: requests in flight at most.
     pub connections: usize,
+    /// Connections kept open across requests (`false`: a new one per request).
+    pub keep_alive: bool,
+    /// Where requests came from: `per-device` (each device's own 127/8 address) or `single`.
+    pub sources: &'static str,
     /// The simulated poll interval.
     pub poll_interval_secs: f64,
     /// Simulated seconds per real second.
@@ -179,8 +183,23 @@ impl fmt::Display for Report {
         let r = &self.run;
         writeln!(
             out,
-            "ddns-loadgen: {} · {} devices · poll {}s ×{} · {} connections · seed {}",
-            r.scenario, r.devices, r.poll_interval_secs, r.speedup, r.connections, r.seed
+            "ddns-loadgen: {} · {} devices · poll {}s ×{} · {} connections ({}; {}) · seed {}",
+            r.scenario,
+            r.devices,
+            r.poll_interval_secs,
+            r.speedup,
+            r.connections,
+            if r.keep_alive {
+                "kept alive"
+            } else {
+                "a new one per request"
+            },
+            if r.sources == "single" {
+                "one source"
+            } else {
+                "a source per device"
+            },
+            r.seed
         )?;
         if let Some(setup) = &self.dvr_setup {
             write!(
@@ -605,6 +624,8 @@ mod tests {
                 scenario: "churn".into(),
                 devices: 300,
                 connections: 8,
+                keep_alive: false,
+                sources: "per-device",
                 poll_interval_secs: 300.0,
                 speedup: 100.0,
                 churn: 0.05,
@@ -676,7 +697,13 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("600 requests in 3.0 s = 200 req/s"), "{text}");
         assert!(text.contains("add 10×300"), "{text}");
+        assert!(
+            text.contains("8 connections (a new one per request; a source per device)"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(json["run"]["keep_alive"], false);
+        assert_eq!(json["run"]["sources"], "per-device");
         assert_eq!(json["latency"]["p99_us"], 2500);
         assert_eq!(json["replies"]["add"]["10"], 300);
         assert_eq!(json["timeline"].as_array().map(Vec::len), Some(3));

@@ -28,6 +28,7 @@
 //! device has at most one request out, so the FIFO never holds more than the fleet.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,8 +103,10 @@ pub struct RunOutcome {
     pub fleet: Fleet,
 }
 
-/// Runs the fleet against the real server: `connections` keep-alive HTTP connections. The
-/// `dvr` and `dyndns2` scenarios first provision and warm up their hosts (`dvr.rs`), untimed.
+/// Runs the fleet against the real server: `connections` workers, each opening a connection
+/// per request or keeping one alive ([`LoadgenConfig::keep_alive()`]), from each device's own
+/// source or one ([`LoadgenConfig::sources()`]). The `dvr` and `dyndns2` scenarios first
+/// provision and warm up their hosts (`dvr.rs`), untimed.
 pub async fn run(
     config: &LoadgenConfig,
     progress: Option<&mut dyn Progress>,
@@ -122,6 +125,7 @@ pub async fn run(
                 config.timeout,
                 opened.clone(),
             )
+            .keep_alive(config.keep_alive())
         })
         .collect();
     let mut outcome = run_with(config, transports, opened, progress).await?;
@@ -135,10 +139,24 @@ struct Wire {
     sealer: Sealer,
     naming: Naming,
     seed: u64,
+    /// Each device sends from its WAN address, and so without `myip`.
+    own_sources: bool,
 }
 
 impl Wire {
     fn request(&self, request: &Request, now_secs: u64) -> Get {
+        let source = self.own_sources.then_some(IpAddr::V4(request.addr));
+        self.target(request, now_secs).from(source)
+    }
+
+    fn target(&self, request: &Request, now_secs: u64) -> Get {
+        // From its own source a device leaves its address to the server, which takes the
+        // source when `myip` is absent (what `ipdetect` answered it).
+        let myip = if self.own_sources {
+            String::new()
+        } else {
+            format!("&myip={}", request.addr)
+        };
         let token = || {
             self.sealer
                 .seal(&mac_of(self.seed, request.device), now_secs)
@@ -155,12 +173,11 @@ impl Wire {
         Get::plain(match request.kind {
             Kind::Ipdetect => "/ipdetect.aspx".to_owned(),
             Kind::Add => format!(
-                "/add.aspx?mac={}&dm={}&myip={}",
+                "/add.aspx?mac={}&dm={}{myip}",
                 token(),
                 self.naming.label(request.device),
-                request.addr
             ),
-            Kind::Update => format!("/update.aspx?mac={}&myip={}", token(), request.addr),
+            Kind::Update => format!("/update.aspx?mac={}{myip}", token()),
             Kind::Remove => format!("/remove.aspx?mac={}", token()),
             Kind::Dvr => return host(HostProtocol::Dvr),
             Kind::Dyndns2 => return host(HostProtocol::Dyndns2),
@@ -259,6 +276,7 @@ pub async fn run_with<T: Transport>(
         sealer: Sealer::new(&config.key, config.fresh_tokens),
         naming: naming.clone(),
         seed: config.seed,
+        own_sources: config.fleet_config().own_sources,
     });
     let loadgen_cpu_start = cpu_secs(None);
     let server_cpu_start = config.server_pid.and_then(|pid| cpu_secs(Some(pid)));
@@ -516,6 +534,8 @@ pub async fn run_with<T: Transport>(
             scenario: config.scenario.name().into(),
             devices: config.devices,
             connections,
+            keep_alive: config.keep_alive(),
+            sources: config.sources().name(),
             poll_interval_secs: config.poll_interval.as_secs_f64(),
             speedup: config.speedup,
             churn: config.churn(),
@@ -610,7 +630,10 @@ mod tests {
                         format!("good {}", param("myip").expect("myip"))
                     }
                 }
-                _ => "127.0.0.1".into(),
+                // ipdetect: the address the request came from.
+                _ => request
+                    .source
+                    .map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string()),
             })
         }
     }
@@ -671,7 +694,7 @@ mod tests {
             due.push(request.due_us);
             let reply = match request.kind {
                 Kind::Add => Reply::Created(config.naming().fqdn(request.device)),
-                _ => Reply::Detected([127, 0, 0, 1].into()),
+                _ => Reply::Detected(request.addr.into()),
             };
             let follow_up: Option<Request> = twin
                 .complete(&request, &Ok(reply), request.due_us)
@@ -866,6 +889,7 @@ mod tests {
             sealer: Sealer::new(&c.key, false),
             naming: c.naming(),
             seed: 1,
+            own_sources: false,
         };
         let request = |kind| Request {
             device: 42,
@@ -917,5 +941,64 @@ mod tests {
             dyndns2.authorization,
             Some(host_credentials("h42.lg1.dyn.example"))
         );
+        assert_eq!(dyndns2.source, None, "one source: the system's choice");
+    }
+
+    #[test]
+    fn from_its_own_source_a_device_sends_no_myip() {
+        let c = config();
+        assert!(c.fleet_config().own_sources, "the default");
+        let wire = Wire {
+            sealer: Sealer::new(&c.key, false),
+            naming: c.naming(),
+            seed: 1,
+            own_sources: true,
+        };
+        let from = crate::fleet::source_addr(42);
+        let request = |kind| Request {
+            device: 42,
+            kind,
+            reason: crate::fleet::Reason::Poll,
+            addr: from,
+            due_us: 0,
+        };
+        for kind in [Kind::Add, Kind::Update, Kind::Remove, Kind::Ipdetect] {
+            let get = wire.request(&request(kind), 0);
+            assert_eq!(get.source, Some(IpAddr::V4(from)), "{kind:?}");
+            assert!(!get.target.contains("myip"), "{}", get.target);
+        }
+        let add = wire.request(&request(Kind::Add), 0).target;
+        assert!(add.ends_with("&dm=lg1-42"), "{add}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_of_own_sources_sends_each_device_from_its_address() {
+        let mut c = config();
+        c.devices = 20;
+        c.poll_interval = Duration::from_secs(1);
+        c.duration = Duration::from_secs(3);
+        c.connections = 4;
+        c.scenario = Scenario::Churn;
+        c.churn = Some(0.5);
+        let (outcome, sent) = run_fake(&c, Duration::from_millis(5)).await;
+        let r = &outcome.report;
+        assert_eq!(r.errors.total, 0, "{r}");
+        assert_eq!(
+            r.replies["ipdetect"]["ip"], r.kinds["ipdetect"].count,
+            "{r}"
+        );
+        assert!(r.replies["update"]["09"] > 0, "{r}");
+        assert!(sent.iter().all(|(_, t)| !t.contains("myip")));
+        for device in 0..20 {
+            // What DNS should show is the device's source now: its own, never another's.
+            let Expect::Addr(addr) = outcome.fleet.expect(device) else {
+                panic!("device {device} acknowledged");
+            };
+            assert_eq!(addr, outcome.fleet.wan(device));
+            let index = crate::fleet::source_index(addr).expect("a source address");
+            assert_eq!(index % 20, device);
+        }
+        assert_eq!(r.run.sources, "per-device");
+        assert!(!r.run.keep_alive);
     }
 }
