@@ -166,7 +166,7 @@ fn well_behaved_devices_are_served_through_a_storm_from_many_sources() {
             assert_eq!(reply, Some((200, "ACT".into())), "the DVR at round {round}");
         }
         let started = Instant::now();
-        let reply = if round % 16 == 0 {
+        let reply = if round.is_multiple_of(16) {
             let ip = format!("198.51.100.{}", 1 + round / 16 % 250);
             get_from(
                 Ipv4Addr::LOCALHOST,

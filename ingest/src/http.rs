@@ -325,37 +325,59 @@ async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &[u8]) -> io::Res
 
 /// The framing of a parsed request, or why it cannot be served.
 fn framing(request: &httparse::Request<'_, '_>) -> Result<Framing, Refused> {
+    let bad = || Refused(StatusCode::BAD_REQUEST);
+    if !request.path.is_some_and(valid_target) {
+        return Err(bad());
+    }
     let http10 = request.version == Some(0);
-    let mut keep_alive = !http10;
-    let mut body_len = 0;
+    let (mut close, mut keep_alive) = (false, false);
+    let mut body_len = None;
     for header in request.headers.iter() {
         if header.name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    keep_alive = true;
-                }
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if header.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(header.value)
+            // Digits only (`usize::from_str` would take `+5`), and every field the same
+            // length: two that differ are a request smuggled past a proxy that reads the
+            // other one.
+            let value = header.value.trim_ascii();
+            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            let len = std::str::from_utf8(value)
                 .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or(Refused(StatusCode::BAD_REQUEST))?;
-            if body_len > BODY_MAX {
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or(Refused(StatusCode::PAYLOAD_TOO_LARGE))?;
+            if body_len.is_some_and(|seen| seen != len) {
+                return Err(bad());
+            }
+            if len > BODY_MAX {
                 return Err(Refused(StatusCode::PAYLOAD_TOO_LARGE));
             }
+            body_len = Some(len);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(Refused(StatusCode::NOT_IMPLEMENTED));
         }
     }
     Ok(Framing {
-        keep_alive,
+        // `close` wins wherever it is; HTTP/1.0 keeps the connection only when asked.
+        keep_alive: !close && (!http10 || keep_alive),
         http10,
         head_only: request.method == Some("HEAD"),
-        body_len,
+        body_len: body_len.unwrap_or(0),
     })
+}
+
+/// True if `target` is a request target a URI can hold (RFC 3986's characters, percent escapes
+/// as they come) and has no fragment, which a request target never has. httparse takes more
+/// (`"`, `{`, `|`, `}`, `#`, …); hyper refuses them, and so do we.
+fn valid_target(target: &str) -> bool {
+    target
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b))
 }
 
 /// Routes the request and answers it through [`DeviceApi::respond`].
