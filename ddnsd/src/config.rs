@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ddns_dns::DoqConfig;
-use ddns_ingest::{IngestConfig, TlsConfig, VendorConfig, VendorKey};
+use ddns_ingest::{IngestConfig, QuicConfig, TlsConfig, VendorConfig, VendorKey};
 use ddns_log::KafkaConfig;
 use ddns_portal::PortalConfig;
 use figment::Figment;
@@ -46,6 +46,12 @@ pub struct Config {
     /// DNS over QUIC's limits (`[doq]`: idle timeout, connections, streams per connection).
     #[serde(default)]
     pub doq: DoqConfig,
+    /// The QUIC device channel (ALPN `ddns/1`) on this UDP address, if set; needs `[tls]`.
+    #[serde(default)]
+    pub quic_listen: Option<SocketAddr>,
+    /// The QUIC device channel's limits (`[quic]`: idle timeout, connections, handshakes/s).
+    #[serde(default)]
+    pub quic: QuicConfig,
     /// Prometheus metrics (`/metrics`) on this address, if set.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
@@ -210,6 +216,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub doq_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal_listen: Option<SocketAddr>,
@@ -253,6 +261,13 @@ impl Config {
             bail!(
                 "doq_listen = {addr} needs [tls] cert_file and key_file (--tls-cert, --tls-key): \
                  DNS over QUIC presents the certificate every TLS listener shares"
+            );
+        }
+        // The QUIC device channel is TLS too.
+        if let (None, Some(addr)) = (&config.tls, config.quic_listen) {
+            bail!(
+                "quic_listen = {addr} needs [tls] cert_file and key_file (--tls-cert, --tls-key): \
+                 the QUIC device channel presents the certificate every TLS listener shares"
             );
         }
         // The portal's listener speaks TLS when there is a certificate: its cookie and its
@@ -323,6 +338,31 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The QUIC device channel's stateless-reset key: `<data_dir>/keys/quic-reset.key` (64 hex
+    /// digits), created on the first start with the channel on. Kept across restarts, so that
+    /// the reset a device gets for its old connection after a restart is one it recognizes.
+    pub fn quic_reset_key(&self) -> anyhow::Result<[u8; 32]> {
+        let dir = self.data_dir.join("keys");
+        let path = dir.join("quic-reset.key");
+        let parse = |text: &str| -> anyhow::Result<[u8; 32]> {
+            let text = text.trim();
+            let mut key = [0u8; 32];
+            anyhow::ensure!(text.len() == 64, "expected 64 hex digits");
+            for (i, byte) in key.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
+            }
+            Ok(key)
+        };
+        if let Ok(text) = fs::read_to_string(&path) {
+            return parse(&text).with_context(|| format!("{}", path.display()));
+        }
+        let key: [u8; 32] = rand::random();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_private(&path, format!("{hex}\n").as_bytes())?;
+        Ok(key)
     }
 
     /// `<data_dir>/keys/<vendor>.key` (`ID HEX`), created with a fresh random key if absent.

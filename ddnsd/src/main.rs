@@ -35,6 +35,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Runs the server: device API, durable log, projector and authoritative DNS.
     Serve {
@@ -60,6 +62,10 @@ enum Command {
         /// DNS over QUIC (RFC 9250) address, UDP; needs the TLS certificate [default: off].
         #[arg(long)]
         doq_listen: Option<SocketAddr>,
+        /// QUIC device channel (ALPN ddns/1) address, UDP; needs the TLS certificate
+        /// [default: off].
+        #[arg(long)]
+        quic_listen: Option<SocketAddr>,
         /// Prometheus metrics address (serves /metrics) [default: off].
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
@@ -214,6 +220,7 @@ fn main() -> anyhow::Result<()> {
             tls_key,
             dns_listen,
             doq_listen,
+            quic_listen,
             metrics_listen,
             portal_listen,
             role,
@@ -225,6 +232,7 @@ fn main() -> anyhow::Result<()> {
                 https_listen,
                 dns_listen,
                 doq_listen,
+                quic_listen,
                 metrics_listen,
                 portal_listen,
                 tls: config::TlsFiles {

@@ -2,9 +2,9 @@
 //! and DNS together, as the role says.
 //!
 //! With `[tls]`, one [`TlsCertificate`] serves every TLS listener (the device API's HTTPS
-//! listener beside its plain one, the portal, which then speaks only HTTPS, and DNS over QUIC,
-//! which resolves it at each handshake), and SIGHUP re-reads its files without touching open
-//! connections.
+//! listener beside its plain one, the portal, which then speaks only HTTPS, DNS over QUIC and
+//! the QUIC device channel, which resolve it at each handshake), and SIGHUP re-reads its files
+//! without touching open connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ddns_core::{Fqdn, LiveZone, ZoneApex};
 use ddns_dns::{DnsServer, DoqServer};
-use ddns_ingest::{DeviceApi, PasswordHasher, TlsCertificate};
+use ddns_ingest::{DeviceApi, PasswordHasher, QuicChannel, TlsCertificate};
 use ddns_log::EventLog;
 use ddns_portal::{LogDirectory, Portal, Prober};
 use ddns_projector::{Committer, Projector, ProjectorView};
@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     // One bound on argon2 runs for the whole server: DVRs' host passwords and the portal's.
     let hasher = Arc::new(PasswordHasher::new());
-    let http = match config.role.serves_http() {
+    let mut http = match config.role.serves_http() {
         true => Some(
             serve_device_api(
                 &config,
@@ -87,6 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 view.clone(),
                 hasher.clone(),
                 acceptor.clone(),
+                tls.clone(),
             )
             .await?,
         ),
@@ -109,6 +110,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         if let Some(addr) = http.tls_addr {
             bound.push_str(&format!(" https={addr}"));
         }
+        if let Some(quic) = &http.quic {
+            bound.push_str(&format!(" quic={}", quic.local_addr()));
+        }
     }
     if let Some(dns) = &dns {
         bound.push_str(&format!(" dns={}", dns.local_addr()));
@@ -121,6 +125,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(role = ?config.role, log = log.identity(), metrics = ?metrics_addr, hosts = zone.len(), replayed = view.stats().records_read, "ddnsd ready:{bound}");
 
+    let quic = http.as_mut().and_then(|http| http.quic.take());
     let result = match http {
         Some(mut http) => tokio::select! {
             served = &mut http.task => served.context("HTTP task").and_then(|r| r.context("HTTP server")),
@@ -131,6 +136,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stopped = &mut projector_task => Err(projector_stopped(stopped)),
         },
     };
+    if let Some(quic) = quic {
+        quic.shutdown().await;
+    }
     if let Some(doq) = doq {
         doq.shutdown().await;
     }
@@ -146,12 +154,15 @@ struct DeviceListeners {
     addr: SocketAddr,
     /// Its HTTPS listener, when `[tls]` is set.
     tls_addr: Option<SocketAddr>,
+    /// The QUIC device channel, when `quic_listen` is set (and `[tls]`).
+    quic: Option<QuicChannel>,
     /// Ends when both listeners have stopped.
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Binds the device API (and its HTTPS listener, with `tls`) and serves it until a shutdown
-/// signal; prunes its caches every minute.
+/// Binds the device API (and its HTTPS listener, with `tls`, and the QUIC device channel, with
+/// `certificate` and `quic_listen`) and serves it until a shutdown signal; prunes its caches
+/// every minute.
 async fn serve_device_api(
     config: &Config,
     vendors: &[ddns_ingest::VendorConfig],
@@ -159,6 +170,7 @@ async fn serve_device_api(
     view: ProjectorView,
     hasher: Arc<PasswordHasher>,
     tls: Option<TlsAcceptor>,
+    certificate: Option<Arc<TlsCertificate>>,
 ) -> anyhow::Result<DeviceListeners> {
     let api = DeviceApi::new(&config.ingest, vendors, log, view)?.with_password_hasher(hasher);
     let api = Arc::new(api);
@@ -176,6 +188,21 @@ async fn serve_device_api(
     let tls_addr = match &tls_listener {
         Some((listener, _)) => Some(listener.local_addr()?),
         None => None,
+    };
+    // Config validation made sure a certificate comes with `quic_listen`.
+    let quic = match (certificate, config.quic_listen) {
+        (Some(certificate), Some(addr)) => Some(
+            QuicChannel::bind(
+                addr,
+                api.clone(),
+                certificate,
+                &config.quic,
+                &config.quic_reset_key()?,
+            )
+            .await
+            .with_context(|| format!("binding the QUIC device channel on {addr}"))?,
+        ),
+        _ => None,
     };
     let pruner = api.clone();
     tokio::spawn(async move {
@@ -204,6 +231,7 @@ async fn serve_device_api(
     Ok(DeviceListeners {
         addr,
         tls_addr,
+        quic,
         task,
     })
 }

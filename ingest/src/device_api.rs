@@ -10,6 +10,7 @@
 //! durable, so a success reply is never sent for an update that could be lost.
 
 mod acme;
+mod channel;
 mod dvr;
 mod dyndns2;
 
@@ -30,6 +31,7 @@ use ddns_projector::{Committer, ProjectorView};
 use serde::Deserialize;
 
 use self::acme::AcmeAction;
+pub(crate) use self::channel::{ChannelRecord, Owner};
 use crate::flood::{FloodConfig, FloodGuard};
 use crate::secret::{PasswordHasher, VerifiedPasswords};
 use crate::source::{Cidr, client_addr};

@@ -15,10 +15,13 @@
 //!   and the memory that checks a DVR's repeated host password in microseconds.
 //! - [`TlsCertificate`]: the one certificate every TLS listener presents (the device API's
 //!   [`DeviceApi::serve_tls`], the portal's), from [`TlsConfig`], reloadable.
+//! - [`QuicChannel`]: the QUIC device channel (ALPN `ddns/1`): devices keep a connection open
+//!   and the server moves their record when the connection migrates ([`QuicConfig`]).
 
 mod device_api;
 mod flood;
 mod http;
+mod quic;
 mod secret;
 mod source;
 mod tls;
@@ -26,6 +29,10 @@ mod token;
 
 pub use device_api::{DeviceApi, IngestConfig, IngestError, VendorConfig};
 pub use http::IDLE_TIMEOUT;
+pub use quic::{
+    ADDRESS_CHECK_INTERVAL, HELLO_TIMEOUT as QUIC_HELLO_TIMEOUT, MESSAGE_TIMEOUT, QuicChannel,
+    QuicConfig, QuicError,
+};
 pub use source::{Cidr, CidrError, client_addr};
 pub use tls::{HANDSHAKE_TIMEOUT, TlsCertificate, TlsConfig, TlsError, accept_tls};
 
