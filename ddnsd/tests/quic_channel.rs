@@ -5,6 +5,8 @@
 //! - A device connected from 127.0.0.2 whose endpoint is rebound (quinn's `Endpoint::rebind`)
 //!   to 127.0.0.3: DNS answers 127.0.0.3 within 5 s, the log holds exactly one new update
 //!   event, the device is told with a PUSH; a rebind to another port appends nothing.
+//! - One connection per address family: an IPv6 connection beside the IPv4 one publishes its
+//!   address only when the device asks, and a newer IPv6 connection supersedes the older.
 //! - Malformed, oversized, hostile and replayed control messages get their error and change
 //!   nothing; bad credentials are refused; a flood of rebinds is held to the device's quota.
 //! - A server restart with 1,000 connected devices (`DDNSD_QUIC_DEVICES` to change it; one
@@ -16,7 +18,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,11 +61,16 @@ struct Channel {
 impl Channel {
     /// Starts a server with `flood` as its `[ingest.flood]` table and `quic` in its `[quic]`.
     fn start(flood: &str, quic: &str) -> Channel {
+        Channel::start_listening("127.0.0.1:0", flood, quic)
+    }
+
+    /// [`Channel::start`] with the channel on `listen`.
+    fn start_listening(listen: &str, flood: &str, quic: &str) -> Channel {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = Pki::new(dir.path());
         let (cert, key) = pki.issue("server", 1);
         let config_text = format!(
-            "quic_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\
+            "quic_listen = \"{listen}\"\nhttps_listen = \"127.0.0.1:0\"\n\
              metrics_listen = \"127.0.0.1:0\"\n\n\
              [[vendors]]\nname = \"demo\"\nzone = \"dyn.example\"\n\
              keys = [{{ id = 1, secret_hex = \"{KEY_HEX}\" }}]\n\n\
@@ -126,8 +133,13 @@ impl Channel {
 
     /// The server as a device knows it.
     fn server_side(&self) -> ddns_client::Server {
+        self.server_at(self.quic)
+    }
+
+    /// The server as a device that reaches it at `addr` knows it.
+    fn server_at(&self, addr: SocketAddr) -> ddns_client::Server {
         ddns_client::Server {
-            addr: self.quic,
+            addr,
             name: "localhost".into(),
             tls: ddns_client::tls_config(
                 ddns_client::roots_from_pem(&self.ca).expect("the test CA"),
@@ -203,9 +215,9 @@ impl Devices {
     }
 
     /// An endpoint (one UDP socket, with room for a fleet's packets) on `ip`.
-    fn endpoint(&self, ip: Ipv4Addr) -> Endpoint {
+    fn endpoint(&self, ip: impl Into<IpAddr>) -> Endpoint {
         let _guard = self.runtime.enter();
-        ddns_client::endpoint(SocketAddr::from((ip, 0)), 4 << 20).expect("bound")
+        ddns_client::endpoint(SocketAddr::new(ip.into(), 0), 4 << 20).expect("bound")
     }
 
     fn spawn(
@@ -215,11 +227,21 @@ impl Devices {
         channel: &Channel,
         config: DeviceConfig,
     ) -> Device {
+        self.spawn_to(number, endpoint, channel.server_side(), config)
+    }
+
+    fn spawn_to(
+        &self,
+        number: usize,
+        endpoint: &Endpoint,
+        server: ddns_client::Server,
+        config: DeviceConfig,
+    ) -> Device {
         let _guard = self.runtime.enter();
         Device::spawn(
             number,
             endpoint.clone(),
-            channel.server_side(),
+            server,
             Arc::new(config),
             self.sender.clone(),
         )
@@ -367,6 +389,103 @@ fn a_rebind_to_a_new_ip_moves_the_record_and_a_new_port_does_not() {
         devices.count(|e| matches!(e, Event::Connected(_))),
         1,
         "the connection migrated, it was not replaced"
+    );
+}
+
+/// One connection per address family, side by side; an IPv6 one's address is published only
+/// when the device asks (a temporary privacy address must not end up in DNS unasked).
+#[test]
+fn an_ipv6_address_is_published_only_when_asked_beside_the_ipv4_connection() {
+    let channel = Channel::start_listening("[::]:0", ROOMY, "");
+    let port = channel.quic.port();
+    let over_v4 = channel.server_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let over_v6 = channel.server_at(SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+    let mut devices = Devices::new();
+    let token = channel.token("demo", "E0:46:9A:00:00:06");
+    channel.add(&token, "dual", "127.0.0.2");
+    let credential = || Credential::Device {
+        token: token.clone(),
+    };
+    let dual = |v6| Record {
+        name: "dual.dyn.example".into(),
+        v4: Some(IP2),
+        v6,
+    };
+
+    let v4_endpoint = devices.endpoint(IP2);
+    let _v4 = devices.spawn_to(0, &v4_endpoint, over_v4, DeviceConfig::new(credential()));
+    let connected = devices.wait(Duration::from_secs(10), |e| e.device == 0);
+    assert_eq!(connected.event, Event::Connected(Some(dual(None))));
+    let before = channel.events().len();
+
+    // Over IPv6 without asking: connected, the record untouched.
+    let private_endpoint = devices.endpoint(Ipv6Addr::LOCALHOST);
+    let _private = devices.spawn_to(
+        1,
+        &private_endpoint,
+        over_v6.clone(),
+        DeviceConfig::new(credential()),
+    );
+    let connected = devices.wait(Duration::from_secs(10), |e| e.device == 1);
+    assert_eq!(connected.event, Event::Connected(Some(dual(None))));
+    // Longer than a confirmation (1.2 s on loopback), to be sure nothing follows.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        channel.events().len(),
+        before,
+        "an unasked IPv6 address appends nothing"
+    );
+    assert_eq!(
+        channel.server.dig_short(&["dual.dyn.example", "AAAA"]),
+        Vec::<String>::new()
+    );
+
+    // Over IPv6, asking: the address is published at once (the handshake validated it); the
+    // older IPv6 connection is superseded, the IPv4 one is not.
+    let public_endpoint = devices.endpoint(Ipv6Addr::LOCALHOST);
+    let _public = devices.spawn_to(
+        2,
+        &public_endpoint,
+        over_v6,
+        DeviceConfig {
+            publish_v6: true,
+            ..DeviceConfig::new(credential())
+        },
+    );
+    let pushed = devices.wait(Duration::from_secs(10), |e| {
+        e.device == 2 && matches!(e.event, Event::Pushed(..))
+    });
+    assert_eq!(
+        pushed.event,
+        Event::Pushed("09".into(), Some(dual(Some(Ipv6Addr::LOCALHOST))))
+    );
+    eventually(Duration::from_secs(5), "DNS answers ::1", || {
+        channel.server.dig_short(&["dual.dyn.example", "AAAA"]) == ["::1"]
+    });
+    assert_eq!(channel.dig_a("dual.dyn.example"), ["127.0.0.2"]);
+    let events = channel.events();
+    assert_eq!(events.len(), before + 1, "exactly one new event");
+    assert!(
+        matches!(&events[before], EventBody::DeviceUpdate { addr, .. } if *addr == IpAddr::from(Ipv6Addr::LOCALHOST)),
+        "{:?}",
+        events[before]
+    );
+    let superseded = |e: &DeviceEvent| {
+        e.device == 1 && matches!(&e.event, Event::Stopped(why) if why.contains("newer connection"))
+    };
+    if !devices.seen.iter().any(superseded) {
+        devices.wait(Duration::from_secs(5), superseded);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    devices.drain();
+    assert!(
+        !devices.seen.iter().any(|e| e.device == 0
+            && matches!(
+                e.event,
+                Event::Lost(_) | Event::Stopped(_) | Event::Pushed(..)
+            )),
+        "the IPv4 connection went on untouched: {:#?}",
+        devices.seen
     );
 }
 
