@@ -25,10 +25,12 @@
 //! ONLY=doq cargo run --release -p ddns-bench --example doq_cost # only modes whose name has `doq`
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,8 +44,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-/// Kernel clock ticks per second (`getconf CLK_TCK`), what `/proc/PID/stat` counts CPU in.
-const TICKS_PER_SEC: f64 = 100.0;
+use common::{KeyKind, Pki, Server, env, loadavg};
 
 /// The name every query asks for (its A record).
 const HOST: &str = "cam42.dyn.example";
@@ -96,38 +97,35 @@ fn main() {
     let dur = Duration::from_secs(env("DUR", 5));
     let inflight = env("INFLIGHT", 32) as usize;
     let doq_conns = (env("DOQ_CONNS", 4) as usize).clamp(1, inflight);
-    let bin = std::env::var("DDNSD_BIN").map_or_else(
-        |_| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            PathBuf::from(target).join("release/ddnsd")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        bin.exists(),
-        "{} not found: cargo build --release -p ddnsd",
-        bin.display()
-    );
+    let bin = common::ddnsd_bin();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (ca, cert, key) = make_pki(dir.path());
-    let server = Server::start(&bin, dir.path(), &cert, &key);
-    server.add_host();
+    let pki = Pki::new(dir.path(), KeyKind::Ec);
+    let server = Server::start(
+        &bin,
+        dir.path(),
+        &format!(
+            "doq_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n{}",
+            pki.tls_table()
+        ),
+    );
+    add_host(&server);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let target = Arc::new(Target {
-        dns: server.dns,
-        doq: server.doq,
-        ca: ca.clone(),
-        full: quic_client(&ca, false),
+        dns: server.addr("dns"),
+        doq: server.addr("doq"),
+        full: quic_client(&pki.ca, false),
+        ca: pki.ca,
     });
 
     println!(
-        "ddnsd {}; ECDSA P-256 certificate; `{HOST} A` on loopback; {inflight} queries in flight \
+        "ddnsd {}; {} certificate; `{HOST} A` on loopback; {inflight} queries in flight \
          ({doq_conns} QUIC connections for keep-alive); {} s per mode; {} cores; load {}",
         bin.display(),
+        KeyKind::Ec.name(),
         dur.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
@@ -407,181 +405,38 @@ fn quic_client(ca: &Path, resume: bool) -> quinn::ClientConfig {
     quinn::ClientConfig::new(Arc::new(crypto))
 }
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-/// A CA and a server certificate for `localhost` it signs: (ca.pem, server.pem, server.key).
-fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &str| {
-        let out = Command::new("openssl")
-            .args(args.split_whitespace())
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    openssl(&format!(
-        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-CA"
-    ));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("written");
-    openssl(&format!(
-        "req {ec} -keyout server.key -out server.csr -subj /CN=localhost"
-    ));
-    openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 1 -days 1 \
-         -extfile server.ext -out server.pem",
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
-struct Server {
-    child: Child,
-    bin: PathBuf,
-    dir: PathBuf,
-    http: SocketAddr,
-    dns: SocketAddr,
-    doq: SocketAddr,
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path, cert: &Path, key: &Path) -> Server {
-        let config = dir.join("ddnsd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "doq_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\
-                 [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
-            ),
-        )
-        .expect("config written");
-        let mut child = Command::new(bin)
-            .args(["serve", "--http-listen", "127.0.0.1:0"])
-            .args([
-                "--dns-listen",
-                "127.0.0.1:0",
-                "--portal-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env_remove("DDNSD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ddnsd starts");
-        let stderr = BufReader::new(child.stderr.take().expect("piped"));
-        let mut lines = stderr.lines();
-        let ready = loop {
-            let line = lines
-                .next()
-                .expect("ddnsd said it was ready")
-                .expect("stderr");
-            if let Some(rest) = line.split("ddnsd ready:").nth(1) {
-                break rest.to_owned();
+/// `cam42.dyn.example` → 203.0.113.7, through the device API.
+fn add_host(server: &Server) {
+    let out = Command::new(&server.bin)
+        .args(["cipher", "--mac", "E0:46:9A:B8:1B:FC", "--data-dir"])
+        .arg(&server.data_dir)
+        .arg("--config")
+        .arg(&server.config)
+        .output()
+        .expect("ddnsd cipher runs");
+    assert!(out.status.success(), "cipher failed");
+    let token: String = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
             }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let field = |name: &str| -> SocketAddr {
-            ready
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("no {name}= in the ready line: {ready}"))
-        };
-        Server {
-            http: field("http"),
-            dns: field("dns"),
-            doq: field("doq"),
-            child,
-            bin: bin.to_owned(),
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// `cam42.dyn.example` → 203.0.113.7, through the device API.
-    fn add_host(&self) {
-        let out = Command::new(&self.bin)
-            .args(["cipher", "--mac", "E0:46:9A:B8:1B:FC", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .arg("--config")
-            .arg(self.dir.join("ddnsd.toml"))
-            .output()
-            .expect("ddnsd cipher runs");
-        assert!(out.status.success(), "cipher failed");
-        let token: String = String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let mut http = StdTcpStream::connect(self.http).expect("connects");
-        write!(
-            http,
-            "GET /add.aspx?mac={token}&dm=cam42&myip=203.0.113.7 HTTP/1.1\r\nHost: bench\r\n\
-             User-Agent: bench\r\nConnection: close\r\n\r\n"
-        )
-        .expect("sent");
-        let mut response = String::new();
-        http.read_to_string(&mut response).expect("read");
-        assert!(
-            response.ends_with("10|cam42.dyn.example"),
-            "add.aspx: {response}"
-        );
-    }
-
-    /// utime + stime of the server so far, in seconds.
-    fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("/proc/PID/stat");
-        // Fields after the command name (which may hold spaces, in parentheses).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("stat format")
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        ticks as f64 / TICKS_PER_SEC
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut http = StdTcpStream::connect(server.addr("http")).expect("connects");
+    write!(
+        http,
+        "GET /add.aspx?mac={token}&dm=cam42&myip=203.0.113.7 HTTP/1.1\r\nHost: bench\r\n\
+         User-Agent: bench\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    let mut response = String::new();
+    http.read_to_string(&mut response).expect("read");
+    assert!(
+        response.ends_with("10|cam42.dyn.example"),
+        "add.aspx: {response}"
+    );
 }

@@ -22,10 +22,10 @@
 //! KEY=rsa cargo run --release -p ddns-bench --example tls_cost
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,8 +35,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 
-/// Kernel clock ticks per second (`getconf CLK_TCK`), what `/proc/PID/stat` counts CPU in.
-const TICKS_PER_SEC: f64 = 100.0;
+use common::{KeyKind, Pki, Server, env, loadavg};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -73,26 +72,27 @@ impl Mode {
 fn main() {
     let dur = Duration::from_secs(env("DUR", 5));
     let conns = env("CONNS", 4) as usize;
-    let bin = std::env::var("DDNSD_BIN").map_or_else(
-        |_| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            PathBuf::from(target).join("release/ddnsd")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        bin.exists(),
-        "{} not found: cargo build --release -p ddnsd",
-        bin.display()
-    );
+    let bin = common::ddnsd_bin();
     let dir = tempfile::tempdir().expect("temp dir");
-    let rsa = std::env::var("KEY").is_ok_and(|k| k == "rsa");
-    let (ca, cert, key) = make_pki(dir.path(), rsa);
-    let server = Server::start(&bin, dir.path(), &cert, &key);
+    let key = match std::env::var("KEY").is_ok_and(|k| k == "rsa") {
+        true => KeyKind::Rsa,
+        false => KeyKind::Ec,
+    };
+    let pki = Pki::new(dir.path(), key);
+    let server = Server::start(
+        &bin,
+        dir.path(),
+        &format!(
+            "https_listen = \"127.0.0.1:0\"\n{}\
+             [ingest.flood]\nsource_requests_per_minute = 1000000000\nsource_burst = 100000000\n",
+            pki.tls_table()
+        ),
+    );
+    let (http, https) = (server.addr("http"), server.addr("https"));
 
     let mut roots = RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_file(&ca).expect("CA"))
+        .add(CertificateDer::from_pem_file(&pki.ca).expect("CA"))
         .expect("CA added");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resuming = Arc::new(
@@ -109,7 +109,7 @@ fn main() {
     println!(
         "ddnsd {}; {} certificate; GET /ipdetect.aspx on loopback; {conns} client threads, {} s per mode; {} cores; load {}",
         bin.display(),
-        if rsa { "RSA-2048" } else { "ECDSA P-256" },
+        key.name(),
         dur.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
@@ -130,11 +130,7 @@ fn main() {
             Mode::HttpsFull => full.clone(),
             _ => resuming.clone(),
         };
-        let addr = if mode.tls() {
-            server.https
-        } else {
-            server.http
-        };
+        let addr = if mode.tls() { https } else { http };
         // A short warm-up (connections, session caches, the server's allocator).
         run(mode, addr, &config, conns, Duration::from_millis(500));
         let cpu_before = server.cpu_secs();
@@ -161,19 +157,6 @@ fn main() {
             resumed
         );
     }
-}
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// `conns` threads sending requests in `mode` for `dur`: (requests answered, resumed
@@ -289,132 +272,3 @@ impl Conn {
 
 trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
-
-/// A CA and a server certificate for `localhost` it signs: (ca.pem, server.pem, server.key).
-fn make_pki(dir: &Path, rsa: bool) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &str| {
-        let out = Command::new("openssl")
-            .args(args.split_whitespace())
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    let server_key = match rsa {
-        true => "-newkey rsa:2048 -nodes",
-        false => ec,
-    };
-    openssl(&format!(
-        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-CA"
-    ));
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("written");
-    openssl(&format!(
-        "req {server_key} -keyout server.key -out server.csr -subj /CN=localhost"
-    ));
-    openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 1 -days 1 \
-         -extfile server.ext -out server.pem",
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    https: SocketAddr,
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path, cert: &Path, key: &Path) -> Server {
-        let config = dir.join("ddnsd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "https_listen = \"127.0.0.1:0\"\n\
-                 [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n\
-                 [ingest.flood]\nsource_requests_per_minute = 1000000000\nsource_burst = 100000000\n"
-            ),
-        )
-        .expect("config written");
-        let mut child = Command::new(bin)
-            .args(["serve", "--http-listen", "127.0.0.1:0"])
-            .args([
-                "--dns-listen",
-                "127.0.0.1:0",
-                "--portal-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .env_remove("DDNSD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ddnsd starts");
-        let stderr = BufReader::new(child.stderr.take().expect("piped"));
-        let mut lines = stderr.lines();
-        let ready = loop {
-            let line = lines
-                .next()
-                .expect("ddnsd said it was ready")
-                .expect("stderr");
-            if let Some(rest) = line.split("ddnsd ready:").nth(1) {
-                break rest.to_owned();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let field = |name: &str| -> SocketAddr {
-            ready
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(&format!("{name}=")))
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("no {name}= in the ready line: {ready}"))
-        };
-        Server {
-            http: field("http"),
-            https: field("https"),
-            child,
-        }
-    }
-
-    /// utime + stime of the server so far, in seconds.
-    fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("/proc/PID/stat");
-        // Fields after the command name (which may hold spaces, in parentheses).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("stat format")
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        ticks as f64 / TICKS_PER_SEC
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}

@@ -36,24 +36,22 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(60);
 #[test]
 fn ddclient_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let f = Fixture::start();
-    let dir = f.dir.path();
 
     // IPv4 as 3.10 documents it: `usev4=ipv4` (the old `use=` off).
-    let v4 = ddclient_config(
-        dir,
-        "ddclient4.conf",
+    let v4 = Ddclient::new(
+        &f,
+        "ddclient4",
         f.http(),
         "use=no\nusev4=ipv4, ipv4=192.0.2.10",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
+        RIGHT,
     );
-    let run = ddclient(dir, &v4, "ddclient4.cache", &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
-    let requests = run.lines_starting("SENDING:  GET /nic/update?");
-    assert_eq!(requests.len(), 2, "one request per group:\n{}", run.log);
+    let run = v4.updates_to("192.0.2.10");
     assert!(
-        requests.iter().any(|r| r
-            .contains("hostname=cam1.brian.dyn.example,cam2.brian.dyn.example&myip=192.0.2.10 ")),
+        run.lines_starting("SENDING:  GET /nic/update?")
+            .iter()
+            .any(|r| r.contains(
+                "hostname=cam1.brian.dyn.example,cam2.brian.dyn.example&myip=192.0.2.10 "
+            )),
         "the account's hosts in one request:\n{}",
         run.log
     );
@@ -63,161 +61,44 @@ fn ddclient_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
         "a line per host:\n{}",
         run.log
     );
-    for host in HOSTS {
-        run.expect(&format!(
-            "SUCCESS:  updating {host}: good: IP address set to 192.0.2.10"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.10"], "{host}");
-    }
-    f.repeat_is_nochg(|| {
-        let run = ddclient(dir, &v4, "ddclient4.cache", &["-force"]);
-        assert_eq!(run.code, Some(0), "{}", run.log);
-        for host in HOSTS {
-            run.expect(&format!("WARNING:  updating {host}: nochg: "));
-        }
-    });
+    v4.repeat_is_nochg();
 
     // IPv6: ddclient 3.10's dyndns2 sends only `wantip`, which `usev6` never sets (it would
     // send an empty `myip`), so the address comes through the old `use=ip`. A cache of its own:
     // with the IPv4 run's, ddclient would hold the change back for `min-interval` (30 s).
-    let v6 = ddclient_config(
-        dir,
-        "ddclient6.conf",
-        f.http(),
-        "use=ip, ip=2001:db8::10",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
-    );
-    let run = ddclient(dir, &v6, "ddclient6.cache", &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
-    assert_eq!(
-        run.lines_starting("SENDING:  GET /nic/update?").len(),
-        2,
-        "{}",
-        run.log
-    );
-    for host in HOSTS {
-        run.expect(&format!(
-            "SUCCESS:  updating {host}: good: IP address set to 2001:db8::10"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "AAAA"]), ["2001:db8::10"]);
-        assert_eq!(
-            f.server.dig_short(&[host, "A"]),
-            ["192.0.2.10"],
-            "{host}: only the family sent is touched"
-        );
-    }
-    f.repeat_is_nochg(|| {
-        let run = ddclient(dir, &v6, "ddclient6.cache", &["-force"]);
-        assert_eq!(run.code, Some(0), "{}", run.log);
-        for host in HOSTS {
-            run.expect(&format!("WARNING:  updating {host}: nochg: "));
-        }
-    });
+    let v6 = Ddclient::new(&f, "ddclient6", f.http(), "use=ip, ip=2001:db8::10", RIGHT);
+    v6.updates_to("2001:db8::10");
+    f.untouched("A", "192.0.2.10");
+    v6.repeat_is_nochg();
 }
 
 #[test]
 fn inadyn_updates_ipv4_then_ipv6_and_a_repeat_is_nochg() {
     let f = Fixture::start();
-    let dir = f.dir.path();
-    let cache = inadyn_cache(dir);
+    let cache = inadyn_cache(f.dir.path());
 
-    let v4 = inadyn_config(
-        dir,
-        "inadyn4.conf",
-        f.http(),
-        "192.0.2.20",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
-    );
-    let run = inadyn(dir, &v4, &cache, &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
-    // One HTTP/1.0 GET per host, the account's hosts with the account's credentials.
-    assert_eq!(
-        run.lines_containing("Sending alias table update").len(),
-        3,
-        "{}",
-        run.log
-    );
-    for host in HOSTS {
-        run.expect(&format!("GET /nic/update?hostname={host}&myip=192.0.2.20 "));
-        run.expect(&format!(
-            "Successful alias table update for {host} => new IP# 192.0.2.20"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.20"], "{host}");
-    }
-    f.repeat_is_nochg(|| {
-        // Without `--force` a one-shot inadyn sends nothing while its cache holds the address.
-        let run = inadyn(dir, &v4, &cache, &["--force"]);
-        assert_eq!(run.code, Some(0), "{}", run.log);
-        assert_eq!(
-            run.lines_starting("nochg 192.0.2.20").len(),
-            3,
-            "{}",
-            run.log
-        );
-        for host in HOSTS {
-            run.expect(&format!("Successful alias table update for {host}"));
-        }
-    });
+    let v4 = Inadyn::new(&f, "inadyn4", f.http(), "192.0.2.20", RIGHT, &cache);
+    v4.updates_to("192.0.2.20");
+    v4.repeat_is_nochg("192.0.2.20");
 
     // IPv6: inadyn 2.10 has no `ipv6@` providers (2.11 brought them); a custom provider sends
     // whatever address its checkip found, an IPv6 one once `allow-ipv6` lets it. The same cache:
     // the address changed, so inadyn updates.
-    let v6 = inadyn_config(
-        dir,
-        "inadyn6.conf",
-        f.http(),
-        "2001:db8::20",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
-    );
-    let run = inadyn(dir, &v6, &cache, &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
-    for host in HOSTS {
-        // inadyn percent-encodes the colons.
-        run.expect(&format!(
-            "GET /nic/update?hostname={host}&myip=2001%3adb8%3a%3a20 "
-        ));
-        run.expect(&format!(
-            "Successful alias table update for {host} => new IP# 2001:db8::20"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "AAAA"]), ["2001:db8::20"]);
-        assert_eq!(
-            f.server.dig_short(&[host, "A"]),
-            ["192.0.2.20"],
-            "{host}: only the family sent is touched"
-        );
-    }
-    f.repeat_is_nochg(|| {
-        let run = inadyn(dir, &v6, &cache, &["--force"]);
-        assert_eq!(run.code, Some(0), "{}", run.log);
-        assert_eq!(
-            run.lines_starting("nochg 2001:db8::20").len(),
-            3,
-            "{}",
-            run.log
-        );
-    });
+    let v6 = Inadyn::new(&f, "inadyn6", f.http(), "2001:db8::20", RIGHT, &cache);
+    v6.updates_to("2001:db8::20");
+    f.untouched("A", "192.0.2.20");
+    v6.repeat_is_nochg("2001:db8::20");
 }
 
 #[test]
 fn both_clients_stop_at_a_wrong_password() {
     let f = Fixture::start();
-    let dir = f.dir.path();
 
     // ddclient: one request per group, a failure per host, exit 1. `use=ip` keeps the
     // bookkeeping of 3.10's dyndns2 (its `usev4` path skips the same way).
-    let conf = ddclient_config(
-        dir,
-        "ddclient.conf",
-        f.http(),
-        "use=ip, ip=192.0.2.30",
-        "not the password",
-        "nor this",
-    );
+    let ddclient = Ddclient::new(&f, "ddclient", f.http(), "use=ip, ip=192.0.2.30", WRONG);
     let badauth_before = f.replies("badauth");
-    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
+    let run = ddclient.run(&[]);
     assert_eq!(run.code, Some(1), "{}", run.log);
     for host in HOSTS {
         run.expect(&format!(
@@ -227,23 +108,16 @@ fn both_clients_stop_at_a_wrong_password() {
     assert_eq!(run.lines_starting("SENDING:  GET /nic/update?").len(), 2);
     assert_eq!(f.replies("badauth"), badauth_before + 2, "{}", run.log);
     // Run again (as cron or the ip-up hook would): ddclient's cache holds it back, nothing sent.
-    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
+    let run = ddclient.run(&[]);
     assert_eq!(run.code, Some(0), "{}", run.log);
     assert!(run.lines_starting("SENDING:").is_empty(), "{}", run.log);
     assert_eq!(f.replies("badauth"), badauth_before + 2);
 
     // inadyn: a custom provider's section stops at its first failed host, and then inadyn
     // exits instead of waiting to retry.
-    let cache = inadyn_cache(dir);
-    let conf = inadyn_config(
-        dir,
-        "inadyn.conf",
-        f.http(),
-        "192.0.2.30",
-        "not the password",
-        "nor this",
-    );
-    let run = inadyn(dir, &conf, &cache, &[]);
+    let cache = inadyn_cache(f.dir.path());
+    let inadyn = Inadyn::new(&f, "inadyn", f.http(), "192.0.2.30", WRONG, &cache);
+    let run = inadyn.run(&[]);
     assert_ne!(run.code, Some(0), "{}", run.log);
     assert_eq!(
         run.lines_containing("[200 OK] badauth").len(),
@@ -262,44 +136,34 @@ fn both_clients_stop_at_a_wrong_password() {
 #[test]
 fn ddclient_updates_over_https_and_stops_at_an_untrusted_certificate() {
     let f = Fixture::start_https();
-    let dir = f.dir.path();
 
     // `ssl=yes` with `ssl_ca_file`: IO::Socket::SSL checks the chain and the name (the server's
     // IP address, in the certificate's subjectAltName).
-    let conf = ddclient_config(
-        dir,
-        "ddclient.conf",
+    let trusting = Ddclient::new(
+        &f,
+        "ddclient",
         f.https(true),
         "use=no\nusev4=ipv4, ipv4=192.0.2.40",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
+        RIGHT,
     );
-    let run = ddclient(dir, &conf, "ddclient.cache", &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
+    let run = trusting.updates_to("192.0.2.40");
     assert_eq!(
         run.lines_starting("CONNECTED:  using SSL").len(),
         2,
         "{}",
         run.log
     );
-    for host in HOSTS {
-        run.expect(&format!(
-            "SUCCESS:  updating {host}: good: IP address set to 192.0.2.40"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.40"], "{host}");
-    }
 
     // Without the CA (only the system's store): the handshake fails before a request is sent.
-    let conf = ddclient_config(
-        dir,
-        "ddclient-untrusting.conf",
+    let untrusting = Ddclient::new(
+        &f,
+        "ddclient-untrusting",
         f.https(false),
         "use=no\nusev4=ipv4, ipv4=192.0.2.41",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
+        RIGHT,
     );
     let answered = f.nic_updates();
-    let run = ddclient(dir, &conf, "ddclient-untrusting.cache", &[]);
+    let run = untrusting.run(&[]);
     assert_eq!(run.code, Some(1), "{}", run.log);
     assert_eq!(
         run.lines_containing("certificate verify failed").len(),
@@ -318,20 +182,11 @@ fn ddclient_updates_over_https_and_stops_at_an_untrusted_certificate() {
 #[test]
 fn inadyn_updates_over_https_and_stops_at_an_untrusted_certificate() {
     let f = Fixture::start_https();
-    let dir = f.dir.path();
 
     // `ssl = true` with `ca-trust-file`: GnuTLS checks the chain and the name.
-    let cache = inadyn_cache(dir);
-    let conf = inadyn_config(
-        dir,
-        "inadyn.conf",
-        f.https(true),
-        "192.0.2.50",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
-    );
-    let run = inadyn(dir, &conf, &cache, &[]);
-    assert_eq!(run.code, Some(0), "{}", run.log);
+    let cache = inadyn_cache(f.dir.path());
+    let trusting = Inadyn::new(&f, "inadyn", f.https(true), "192.0.2.50", RIGHT, &cache);
+    let run = trusting.updates_to("192.0.2.50");
     // A connection per host.
     assert_eq!(
         run.lines_containing("Certificate OK").len(),
@@ -339,27 +194,21 @@ fn inadyn_updates_over_https_and_stops_at_an_untrusted_certificate() {
         "{}",
         run.log
     );
-    for host in HOSTS {
-        run.expect(&format!(
-            "Successful alias table update for {host} => new IP# 192.0.2.50"
-        ));
-        assert_eq!(f.server.dig_short(&[host, "A"]), ["192.0.2.50"], "{host}");
-    }
 
     // Without the CA: each provider's first handshake fails, no credentials are sent, and
     // nothing is cached. A one-shot inadyn exits 0 all the same (2.10): the log and the
     // untouched cache are what tell.
-    let cache = inadyn_cache(dir);
-    let conf = inadyn_config(
-        dir,
-        "inadyn-untrusting.conf",
+    let cache = inadyn_cache(f.dir.path());
+    let untrusting = Inadyn::new(
+        &f,
+        "inadyn-untrusting",
         f.https(false),
         "192.0.2.51",
-        ACCOUNT_PASSWORD,
-        NAS_PASSWORD,
+        RIGHT,
+        &cache,
     );
     let answered = f.nic_updates();
-    let run = inadyn(dir, &conf, &cache, &[]);
+    let run = untrusting.run(&[]);
     assert_eq!(run.code, Some(0), "{}", run.log);
     for text in [
         "The certificate is not trusted.",
@@ -543,6 +392,18 @@ impl Fixture {
         }
     }
 
+    /// Every host still has `address` in its `rtype` record: an update of the other family
+    /// leaves it alone.
+    fn untouched(&self, rtype: &str, address: &str) {
+        for host in HOSTS {
+            assert_eq!(
+                self.server.dig_short(&[host, rtype]),
+                [address],
+                "{host}: only the family sent is touched"
+            );
+        }
+    }
+
     /// Runs `repeat`, a client sending every host's current address again: each host is
     /// answered `nochg`, and nothing is appended to the log.
     fn repeat_is_nochg(&self, repeat: impl FnOnce()) {
@@ -626,103 +487,244 @@ fn write_private(path: &Path, text: &str) {
         .expect("config written");
 }
 
-/// A ddclient config: dyndns2 to `server`, the address from `address`, the account's hosts in
-/// one host line (so one request) and the NAS with its host password.
-fn ddclient_config(
-    dir: &Path,
-    name: &str,
-    server: Endpoint,
-    address: &str,
-    account_password: &str,
-    nas_password: &str,
-) -> PathBuf {
-    let path = dir.join(name);
-    let ssl = match server.ca() {
-        Some(ca) => format!("ssl=yes\nssl_ca_file={ca}"),
-        None if server.ssl() => "ssl=yes".to_owned(),
-        None => "ssl=no".to_owned(),
-    };
-    write_private(
-        &path,
-        &format!(
-            "protocol=dyndns2\n\
-             server={}\n\
-             {ssl}\n\
-             {address}\n\
-             login={ACCOUNT}\n\
-             password='{account_password}'\n\
-             {},{}\n\
-             login={NAS}\n\
-             password='{nas_password}'\n\
-             {NAS}\n",
-            server.addr(),
-            CAMS[0],
-            CAMS[1]
-        ),
-    );
-    path
+/// The passwords a client sends: the account's (for the cams) and the NAS's own.
+#[derive(Clone, Copy)]
+struct Passwords {
+    account: &'static str,
+    nas: &'static str,
 }
 
-/// `ddclient` once, in the foreground, with its config, cache and pid file in `dir`.
-fn ddclient(dir: &Path, config: &Path, cache: &str, extra: &[&str]) -> Run {
-    let (config, cache, pid) = (
-        config.to_str().expect("utf-8 path"),
-        dir.join(cache),
-        dir.join("ddclient.pid"),
-    );
-    let mut args = vec![
-        "-daemon=0",
-        "-foreground",
-        "-verbose",
-        "-file",
-        config,
-        "-cache",
-        cache.to_str().expect("utf-8 path"),
-        "-pid",
-        pid.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    run(dir, "ddclient", &args)
+const RIGHT: Passwords = Passwords {
+    account: ACCOUNT_PASSWORD,
+    nas: NAS_PASSWORD,
+};
+
+const WRONG: Passwords = Passwords {
+    account: "not the password",
+    nas: "nor this",
+};
+
+/// The record type that holds `ip`.
+fn rtype(ip: &str) -> &'static str {
+    if ip.contains(':') { "AAAA" } else { "A" }
 }
 
-/// An inadyn config: two custom providers (dyndns2 to `server`), the account with its two hosts
-/// and the NAS with its host password; the address from a checkip command.
-fn inadyn_config(
-    dir: &Path,
-    name: &str,
-    server: Endpoint,
-    address: &str,
-    account_password: &str,
-    nas_password: &str,
-) -> PathBuf {
-    let path = dir.join(name);
-    let (ssl, addr) = (server.ssl(), server.addr());
-    let provider = |title: &str, user: &str, password: &str, hosts: &str| {
-        format!(
-            "custom {title} {{\n\
-             \x20   ssl = {ssl}\n\
-             \x20   username = \"{user}\"\n\
-             \x20   password = \"{password}\"\n\
-             \x20   ddns-server = \"{addr}\"\n\
-             \x20   ddns-path = \"/nic/update?hostname=%h&myip=%i\"\n\
-             \x20   checkip-command = \"echo {address}\"\n\
-             \x20   hostname = {{ {hosts} }}\n\
-             }}\n"
-        )
-    };
-    let cams = format!("\"{}\", \"{}\"", CAMS[0], CAMS[1]);
-    write_private(
-        &path,
-        &format!(
-            "allow-ipv6 = true\n{}{}{}",
-            server
-                .ca()
-                .map_or(String::new(), |ca| format!("ca-trust-file = \"{ca}\"\n")),
-            provider("ddnsd:account", ACCOUNT, account_password, &cams),
-            provider("ddnsd:host", NAS, nas_password, &format!("\"{NAS}\"")),
-        ),
-    );
-    path
+/// ddclient set up against a fixture's server: its config `<name>.conf` and its cache
+/// `<name>.cache`, in the fixture's dir.
+struct Ddclient<'f> {
+    f: &'f Fixture,
+    config: PathBuf,
+    cache: PathBuf,
+}
+
+impl<'f> Ddclient<'f> {
+    /// dyndns2 to `server`, the address from `address` (config lines), the account's hosts in
+    /// one host line (so one request) and the NAS with its host password.
+    fn new(
+        f: &'f Fixture,
+        name: &str,
+        server: Endpoint,
+        address: &str,
+        passwords: Passwords,
+    ) -> Ddclient<'f> {
+        let dir = f.dir.path();
+        let config = dir.join(format!("{name}.conf"));
+        let ssl = match server.ca() {
+            Some(ca) => format!("ssl=yes\nssl_ca_file={ca}"),
+            None if server.ssl() => "ssl=yes".to_owned(),
+            None => "ssl=no".to_owned(),
+        };
+        write_private(
+            &config,
+            &format!(
+                "protocol=dyndns2\n\
+                 server={}\n\
+                 {ssl}\n\
+                 {address}\n\
+                 login={ACCOUNT}\n\
+                 password='{}'\n\
+                 {},{}\n\
+                 login={NAS}\n\
+                 password='{}'\n\
+                 {NAS}\n",
+                server.addr(),
+                passwords.account,
+                CAMS[0],
+                CAMS[1],
+                passwords.nas
+            ),
+        );
+        Ddclient {
+            f,
+            config,
+            cache: dir.join(format!("{name}.cache")),
+        }
+    }
+
+    /// `ddclient` once, in the foreground, with its pid file in the fixture's dir.
+    fn run(&self, extra: &[&str]) -> Run {
+        let dir = self.f.dir.path();
+        let pid = dir.join("ddclient.pid");
+        let mut args = vec![
+            "-daemon=0",
+            "-foreground",
+            "-verbose",
+            "-file",
+            self.config.to_str().expect("utf-8 path"),
+            "-cache",
+            self.cache.to_str().expect("utf-8 path"),
+            "-pid",
+            pid.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        run(dir, "ddclient", &args)
+    }
+
+    /// Runs it: it exits 0 after one request per group, every host `good` at `ip`, which DNS
+    /// answers.
+    fn updates_to(&self, ip: &str) -> Run {
+        let run = self.run(&[]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        assert_eq!(
+            run.lines_starting("SENDING:  GET /nic/update?").len(),
+            2,
+            "one request per group:\n{}",
+            run.log
+        );
+        for host in HOSTS {
+            run.expect(&format!(
+                "SUCCESS:  updating {host}: good: IP address set to {ip}"
+            ));
+            assert_eq!(self.f.server.dig_short(&[host, rtype(ip)]), [ip], "{host}");
+        }
+        run
+    }
+
+    /// Runs it again with `-force`: every host is answered `nochg`, nothing is appended.
+    fn repeat_is_nochg(&self) {
+        self.f.repeat_is_nochg(|| {
+            let run = self.run(&["-force"]);
+            assert_eq!(run.code, Some(0), "{}", run.log);
+            for host in HOSTS {
+                run.expect(&format!("WARNING:  updating {host}: nochg: "));
+            }
+        });
+    }
+}
+
+/// inadyn set up against a fixture's server: its config `<name>.conf` in the fixture's dir and
+/// a cache dir from [`inadyn_cache`].
+struct Inadyn<'f> {
+    f: &'f Fixture,
+    config: PathBuf,
+    cache: PathBuf,
+}
+
+impl<'f> Inadyn<'f> {
+    /// Two custom providers (dyndns2 to `server`), the account with its two hosts and the NAS
+    /// with its host password; the address from a checkip command that prints `address`.
+    fn new(
+        f: &'f Fixture,
+        name: &str,
+        server: Endpoint,
+        address: &str,
+        passwords: Passwords,
+        cache: &Path,
+    ) -> Inadyn<'f> {
+        let config = f.dir.path().join(format!("{name}.conf"));
+        let (ssl, addr) = (server.ssl(), server.addr());
+        let provider = |title: &str, user: &str, password: &str, hosts: &str| {
+            format!(
+                "custom {title} {{\n\
+                 \x20   ssl = {ssl}\n\
+                 \x20   username = \"{user}\"\n\
+                 \x20   password = \"{password}\"\n\
+                 \x20   ddns-server = \"{addr}\"\n\
+                 \x20   ddns-path = \"/nic/update?hostname=%h&myip=%i\"\n\
+                 \x20   checkip-command = \"echo {address}\"\n\
+                 \x20   hostname = {{ {hosts} }}\n\
+                 }}\n"
+            )
+        };
+        let cams = format!("\"{}\", \"{}\"", CAMS[0], CAMS[1]);
+        write_private(
+            &config,
+            &format!(
+                "allow-ipv6 = true\n{}{}{}",
+                server
+                    .ca()
+                    .map_or(String::new(), |ca| format!("ca-trust-file = \"{ca}\"\n")),
+                provider("ddnsd:account", ACCOUNT, passwords.account, &cams),
+                provider("ddnsd:host", NAS, passwords.nas, &format!("\"{NAS}\"")),
+            ),
+        );
+        Inadyn {
+            f,
+            config,
+            cache: cache.to_owned(),
+        }
+    }
+
+    /// `inadyn` once, in the foreground, logging every request and reply, with its pid file in
+    /// the fixture's dir.
+    fn run(&self, extra: &[&str]) -> Run {
+        let dir = self.f.dir.path();
+        let pid = dir.join("inadyn.pid");
+        let cache_dir = format!("--cache-dir={}", self.cache.to_str().expect("utf-8 path"));
+        let mut args = vec![
+            "--once",
+            "--foreground",
+            "--loglevel=debug",
+            "-f",
+            self.config.to_str().expect("utf-8 path"),
+            &cache_dir,
+            "-P",
+            pid.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        run(dir, "inadyn", &args)
+    }
+
+    /// Runs it: it exits 0 after one HTTP/1.0 GET per host (the account's hosts with the
+    /// account's credentials), every host updated to `ip`, which DNS answers.
+    fn updates_to(&self, ip: &str) -> Run {
+        let run = self.run(&[]);
+        assert_eq!(run.code, Some(0), "{}", run.log);
+        assert_eq!(
+            run.lines_containing("Sending alias table update").len(),
+            3,
+            "{}",
+            run.log
+        );
+        // inadyn percent-encodes the colons of an IPv6 address.
+        let myip = ip.replace(':', "%3a");
+        for host in HOSTS {
+            run.expect(&format!("GET /nic/update?hostname={host}&myip={myip} "));
+            run.expect(&format!(
+                "Successful alias table update for {host} => new IP# {ip}"
+            ));
+            assert_eq!(self.f.server.dig_short(&[host, rtype(ip)]), [ip], "{host}");
+        }
+        run
+    }
+
+    /// Runs it again with `--force` (without it a one-shot inadyn sends nothing while its cache
+    /// holds the address): every host is answered `nochg {ip}`, nothing is appended.
+    fn repeat_is_nochg(&self, ip: &str) {
+        self.f.repeat_is_nochg(|| {
+            let run = self.run(&["--force"]);
+            assert_eq!(run.code, Some(0), "{}", run.log);
+            assert_eq!(
+                run.lines_starting(&format!("nochg {ip}")).len(),
+                3,
+                "{}",
+                run.log
+            );
+            for host in HOSTS {
+                run.expect(&format!("Successful alias table update for {host}"));
+            }
+        });
+    }
 }
 
 /// inadyn's cache dir, with an empty entry per host: inadyn then starts from "address unknown"
@@ -734,23 +736,4 @@ fn inadyn_cache(dir: &Path) -> PathBuf {
         File::create(cache.join(format!("{host}.cache"))).expect("cache entry");
     }
     cache
-}
-
-/// `inadyn` once, in the foreground, logging every request and reply, with its config, cache
-/// and pid file in `dir`.
-fn inadyn(dir: &Path, config: &Path, cache: &Path, extra: &[&str]) -> Run {
-    let pid = dir.join("inadyn.pid");
-    let cache_dir = format!("--cache-dir={}", cache.to_str().expect("utf-8 path"));
-    let mut args = vec![
-        "--once",
-        "--foreground",
-        "--loglevel=debug",
-        "-f",
-        config.to_str().expect("utf-8 path"),
-        &cache_dir,
-        "-P",
-        pid.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    run(dir, "inadyn", &args)
 }
