@@ -23,7 +23,7 @@ export PATH="$tools/bin:$PATH"
 afl_target_dir="$HOME/.cache/ddnsd-fuzz-target"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 
-targets=(codec dns device_api dyndns2 dvr acme http_framing token zonefile portal)
+targets=(codec dns device_api dyndns2 dvr acme http_framing token zonefile portal quic_wire)
 if [ "$target" != all ]; then
   [[ " ${targets[*]} " == *" $target "* ]] || { echo "fuzz.sh: no target $target (${targets[*]})" >&2; exit 2; }
   targets=("$target")

@@ -173,6 +173,10 @@ async fn run(
         credential: config.credential.clone(),
         publish_v6: config.publish_v6,
     };
+    // A credential the protocol cannot carry would be refused on every attempt.
+    if !hello.fits() {
+        return emit(Event::Stopped(SessionError::DoesNotFit.to_string()));
+    }
     let mut attempt = 0u32;
     loop {
         let keep_alive = random_in(&config.keep_alive);

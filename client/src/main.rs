@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ddns_client::{Backoff, Credential, Device, DeviceConfig, Event, Server};
+use ddns_client::{Backoff, Credential, Device, DeviceConfig, Event, Request, Server};
 use tokio::sync::mpsc;
 
 #[derive(Parser)]
@@ -77,6 +77,17 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let credentials = credentials(&cli)?;
+    for credential in &credentials {
+        let hello = Request::Hello {
+            credential: credential.clone(),
+            publish_v6: cli.publish_v6,
+        };
+        if !hello.fits() {
+            bail!(
+                "{credential:?}: a token, host or secret must be 1 to 255 bytes, host and secret 508 together"
+            );
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

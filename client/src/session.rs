@@ -101,6 +101,9 @@ pub enum SessionError {
     /// Reading the control stream failed.
     #[error("reading: {0}")]
     Read(#[from] quinn::ReadError),
+    /// The request cannot be sent: a text field empty or over 255 bytes, or over 512 in all.
+    #[error("the request does not fit the protocol (a field empty or over 255 bytes)")]
+    DoesNotFit,
 }
 
 impl SessionError {
@@ -174,6 +177,9 @@ impl Session {
 
     /// Sends `request` without waiting for its REPLY (which [`Session::next_message`] reads).
     pub async fn send(&mut self, request: &Request) -> Result<(), SessionError> {
+        if !request.fits() {
+            return Err(SessionError::DoesNotFit);
+        }
         self.send_raw(&request.encode()).await
     }
 

@@ -289,7 +289,8 @@ impl Request {
         framed(body)
     }
 
-    /// True if every text field is 1 to 255 bytes (what [`Request::encode`] needs).
+    /// True if every text field is 1 to 255 bytes and the body at most [`MESSAGE_MAX`] (what
+    /// [`Request::encode`] needs).
     pub fn fits(&self) -> bool {
         let ok = |s: &str| (1..=255).contains(&s.len());
         match self {
@@ -297,10 +298,11 @@ impl Request {
                 credential: Credential::Device { token },
                 ..
             } => ok(token),
+            // Type, flags and two length bytes: two full-length fields are 2 bytes too many.
             Request::Hello {
                 credential: Credential::Host { host, secret },
                 ..
-            } => ok(host) && ok(secret),
+            } => ok(host) && ok(secret) && 4 + host.len() + secret.len() <= MESSAGE_MAX,
             _ => true,
         }
     }
@@ -596,6 +598,14 @@ mod tests {
         };
         assert!(hello.fits());
         assert_eq!(hello.encode().len(), 2 + MESSAGE_MAX);
+        let over = Request::Hello {
+            credential: Credential::Host {
+                host: "h".repeat(254),
+                secret: "s".repeat(255),
+            },
+            publish_v6: false,
+        };
+        assert!(!over.fits(), "fields within 255 bytes, the body over");
         let too_long = Request::Hello {
             credential: Credential::Device {
                 token: "t".repeat(256),

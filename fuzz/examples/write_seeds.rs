@@ -10,6 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use ddns_client::wire::{Addr, Credential, Record, Request, ServerMessage};
 use ddns_core::{
     Account, AccountId, Device, DeviceId, Event, EventBody, EventId, Fqdn, Group, Host, HostStatus,
     HostToken, Label, PeopleEntry, PeopleKey, encode_device, encode_event, encode_people_entry,
@@ -266,4 +267,73 @@ fn main() {
     long.push(3);
     long.extend_from_slice("SN-".repeat(22).as_bytes());
     write(&dir, "seal-long-serial", 2, &long);
+
+    // The QUIC device channel's messages (see fuzz/src/quic_wire.rs), without their prefix.
+    let dir = corpus("quic_wire");
+    let v6: Ipv6Addr = "2001:db8::7".parse().expect("valid");
+    let requests = [
+        (
+            "hello-device",
+            Request::Hello {
+                credential: Credential::Device {
+                    token: token.clone(),
+                },
+                publish_v6: false,
+            },
+        ),
+        (
+            "hello-host",
+            Request::Hello {
+                credential: Credential::Host {
+                    host: "cam.brian.dyn.example".into(),
+                    secret: "pässwort 1".into(),
+                },
+                publish_v6: true,
+            },
+        ),
+        ("update-observed", Request::Update(Addr::Observed)),
+        (
+            "update-v4",
+            Request::Update(Addr::Ip(Ipv4Addr::new(192, 0, 2, 7).into())),
+        ),
+        ("update-v6", Request::Update(Addr::Ip(v6.into()))),
+        ("remove", Request::Remove),
+        ("query", Request::Query),
+    ];
+    for (name, request) in requests {
+        write(&dir, name, 0, &request.encode()[2..]);
+    }
+    let record = Record {
+        name: "cam42.dyn.example".into(),
+        v4: Some(Ipv4Addr::new(192, 0, 2, 7)),
+        v6: Some(v6),
+    };
+    let messages = [
+        (
+            "reply-record",
+            ServerMessage::Reply {
+                code: "14".into(),
+                record: Some(record.clone()),
+            },
+        ),
+        (
+            "reply-none",
+            ServerMessage::Reply {
+                code: "02".into(),
+                record: None,
+            },
+        ),
+        (
+            "push-v4",
+            ServerMessage::Push {
+                code: "09".into(),
+                record: Some(Record { v6: None, ..record }),
+            },
+        ),
+    ];
+    for (name, message) in messages {
+        write(&dir, name, 1, &message.encode()[2..]);
+    }
+    write(&dir, "prefix-max", 2, &512u16.to_be_bytes());
+    write(&dir, "prefix-over", 2, &513u16.to_be_bytes());
 }

@@ -16,6 +16,8 @@
 //!   an altered token never opens.
 //! - [`zonefile`]: the zone-file reader ends, and what it reads reads back the same.
 //! - [`portal`]: the portal's forms: never a 5xx, whatever is posted.
+//! - [`quic_wire`]: the QUIC device channel's messages, both directions: canonical, so
+//!   whatever decodes re-encodes to its bytes.
 
 pub mod acme;
 pub mod codec;
@@ -26,6 +28,7 @@ pub mod dyndns2;
 pub mod http_framing;
 pub mod http_oracle;
 pub mod portal;
+pub mod quic_wire;
 pub mod token;
 pub mod zonefile;
 
@@ -36,7 +39,7 @@ mod runtime;
 pub type Check = fn(&[u8]);
 
 /// Every target: its name (its corpus directory and harness binary) and its check.
-pub const TARGETS: [(&str, Check); 10] = [
+pub const TARGETS: [(&str, Check); 11] = [
     ("codec", codec::check),
     ("dns", dns::check),
     ("device_api", device_api::check),
@@ -47,4 +50,5 @@ pub const TARGETS: [(&str, Check); 10] = [
     ("token", token::check),
     ("zonefile", zonefile::check),
     ("portal", portal::check),
+    ("quic_wire", quic_wire::check),
 ];

@@ -96,3 +96,8 @@ fn zonefile() {
 fn portal() {
     replay("portal");
 }
+
+#[test]
+fn quic_wire() {
+    replay("quic_wire");
+}
