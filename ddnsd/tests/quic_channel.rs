@@ -934,6 +934,129 @@ fn densest(samples: &[(Instant, u64)], window: Duration) -> u64 {
     most
 }
 
+/// One address opening connections as fast as it can is held to its own request quota (after
+/// a Retry has shown the address is its own), so the fleet's handshake budget stays the fleet's.
+#[test]
+fn one_source_cannot_take_the_handshake_budget_from_the_fleet() {
+    const SOURCE_PER_MINUTE: u64 = 60;
+    // Room for the fleet's twenty HTTP adds, which all come from 127.0.0.1.
+    const SOURCE_BURST: u64 = 30;
+    const FLOOD: Duration = Duration::from_secs(6);
+    const FLEET: usize = 20;
+    let channel = Channel::start(
+        &format!(
+            "device_updates_per_minute = 1000000\ndevice_burst = 100000\n\
+             source_requests_per_minute = {SOURCE_PER_MINUTE}\nsource_burst = {SOURCE_BURST}\n"
+        ),
+        "handshakes_per_second = 20",
+    );
+    let tokens: Vec<String> = (0..FLEET)
+        .map(|i| {
+            let token = channel.token("demo", &format!("02:00:00:00:01:{i:02X}"));
+            // Each from its own address, as a fleet is: the HTTP adds are charged there too.
+            channel.add(&token, &format!("f{i}"), &format!("127.0.1.{}", i + 1));
+            token
+        })
+        .collect();
+    let mut devices = Devices::new();
+
+    // The flood: 16 attempts at a time from 127.0.0.9, each closed as soon as it is admitted.
+    let server = channel.server_side();
+    let attacker = devices.endpoint(Ipv4Addr::new(127, 0, 0, 9));
+    let flood = {
+        let attacker = attacker.clone();
+        devices.runtime.spawn(async move {
+            let admitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let until = tokio::time::Instant::now() + FLOOD;
+            let workers: Vec<_> = (0..16)
+                .map(|_| {
+                    let (attacker, server) = (attacker.clone(), server.clone());
+                    let (admitted, attempts) = (admitted.clone(), attempts.clone());
+                    tokio::spawn(async move {
+                        while tokio::time::Instant::now() < until {
+                            attempts.fetch_add(1, Ordering::Relaxed);
+                            let config = quinn::ClientConfig::new(server.tls.clone());
+                            let connecting = attacker
+                                .connect_with(config, server.addr, &server.name)
+                                .expect("connecting");
+                            if let Ok(connection) = connecting.await {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                                connection.close(0u32.into(), b"");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.expect("a flood worker");
+            }
+            (
+                attempts.load(Ordering::Relaxed),
+                admitted.load(Ordering::Relaxed),
+            )
+        })
+    };
+
+    // A second into the flood, the fleet comes online, each device from its own address.
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let endpoints: Vec<Endpoint> = (0..FLEET)
+        .map(|i| devices.endpoint(Ipv4Addr::new(127, 0, 1, i as u8 + 1)))
+        .collect();
+    let _fleet: Vec<Device> = tokens
+        .iter()
+        .zip(&endpoints)
+        .enumerate()
+        .map(|(i, (token, endpoint))| {
+            let config = DeviceConfig {
+                backoff: Backoff {
+                    initial: Duration::from_millis(250),
+                    max: Duration::from_secs(2),
+                },
+                ..DeviceConfig::new(Credential::Device {
+                    token: token.clone(),
+                })
+            };
+            devices.spawn(i, endpoint, &channel, config)
+        })
+        .collect();
+    let mut connected = HashSet::new();
+    while connected.len() < FLEET {
+        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+        let event = devices.wait(left, |e| matches!(e.event, Event::Connected(_)));
+        connected.insert(event.device);
+    }
+    eprintln!(
+        "{FLEET} devices connected during the flood in {:?}",
+        started.elapsed()
+    );
+    let (attempts, admitted) = devices.runtime.block_on(flood).expect("the flood");
+    let refused = channel.metric("ddns_ingest_quic_handshakes_total{result=\"source\"}");
+    let retried = channel.metric("ddns_ingest_quic_handshakes_total{result=\"retry\"}");
+    eprintln!(
+        "flood: {attempts} attempts, {admitted} admitted, {refused} refused for the source's quota, {retried} Retries in all"
+    );
+    // The burst, a second's worth per minute of flood, and one refill of slack.
+    let bound = SOURCE_BURST + SOURCE_PER_MINUTE * (FLOOD.as_secs() + 1) / 60 + 1;
+    assert!(
+        admitted <= bound,
+        "{admitted} of the flood's handshakes admitted, over the source's quota of {bound}"
+    );
+    assert!(
+        attempts > 2 * bound,
+        "the flood was a flood: {attempts} attempts"
+    );
+    assert!(
+        refused >= attempts - bound,
+        "{refused} refused of {attempts}"
+    );
+    assert!(
+        retried >= attempts + FLEET as u64,
+        "every new connection was sent a Retry first: {retried}"
+    );
+}
+
 #[test]
 fn every_device_reconnects_after_a_restart_at_the_admission_rate() {
     // Below what a debug build on two shared cores handshakes per second (about 70, client

@@ -45,10 +45,14 @@
 //!
 //! # Limits
 //!
-//! [`QuicConfig`]: connections at once (the next is refused before any cryptography),
-//! handshakes per second and, derived from it, handshakes under way at once (past either an
-//! attempt is refused at once, and the device's jittered backoff spreads its retry), the idle
-//! timeout. Stateless resets and connection IDs are keyed by a secret the caller keeps across
+//! Every new connection is first sent a QUIC Retry (stateless; one round trip), so that its
+//! source address is known to be the sender's before anything is spent on it; then it is
+//! charged to that address's request quota (`[ingest.flood] source_requests_per_minute`: one
+//! source cannot take the handshake budget from the fleet, and a spoofed flood cannot spend
+//! another's quota). [`QuicConfig`]: connections at once (the next is refused before any
+//! cryptography), handshakes per second and, derived from it, handshakes under way at once
+//! (past either an attempt is refused at once, and the device's jittered backoff spreads its
+//! retry), the idle timeout. Stateless resets and connection IDs are keyed by a secret the caller keeps across
 //! restarts, so a device learns of a crash from its next keep-alive. Per connection: one bidirectional
 //! stream and no unidirectional ones, 1 KiB of stream credit (a message is at most 514 bytes),
 //! 4 KiB of unacknowledged replies, no datagrams, no MTU probes. Session tickets are stateless
@@ -394,6 +398,25 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, admission: Admissi
             debug!(remote = %incoming.remote_address(), reason, "QUIC connection refused");
             incoming.refuse();
         };
+        // Every attempt is charged to its source address, so the address must first be shown
+        // to be the sender's: a spoofed flood would otherwise spend other sources' quotas and
+        // the handshake budget. A Retry is stateless; it costs a device one round trip.
+        if !incoming.remote_address_validated() {
+            metrics::counter!("ddns_ingest_quic_handshakes_total", "result" => "retry")
+                .increment(1);
+            if let Err(error) = incoming.retry() {
+                debug!(%error, "QUIC Retry refused");
+            }
+            continue;
+        }
+        // One source cannot take the handshake budget from the rest of the fleet.
+        if !shared
+            .api
+            .channel_allow_source(incoming.remote_address().ip().to_canonical())
+        {
+            refused("source", incoming);
+            continue;
+        }
         let Ok(permit) = admission.connections.clone().try_acquire_owned() else {
             refused("full", incoming);
             continue;

@@ -44,15 +44,13 @@ impl DeviceApi {
         allowed
     }
 
-    /// A device's HELLO: its token opened, its record found.
+    /// A device's HELLO: its token opened, its record found. (The connection's admission
+    /// charged its source already.)
     pub(crate) async fn channel_hello_device(
         &self,
         token: &str,
         source: IpAddr,
     ) -> Result<(Owner, ChannelRecord), Reply> {
-        if !self.channel_allow_source(source) {
-            return Err(Reply::Flood);
-        }
         let credential = match self.tokens.open(token, now_ms() / 1000) {
             Ok(credential) if self.vendors.contains_key(&credential.vendor) => credential,
             Ok(_) => return Err(Reply::InvalidMac),
@@ -73,16 +71,14 @@ impl DeviceApi {
         }
     }
 
-    /// A host's HELLO: its password or update token checked, its record found.
+    /// A host's HELLO: its password or update token checked (each argon2 run charged to the
+    /// host and the source), its record found.
     pub(crate) async fn channel_hello_host(
         &self,
         host: &str,
         secret: &str,
         source: IpAddr,
     ) -> Result<(Owner, ChannelRecord), Reply> {
-        if !self.channel_allow_source(source) {
-            return Err(Reply::Flood);
-        }
         // A host's name has a dot; without one `authenticate` would take it for a user ID.
         if !host.contains('.') || Fqdn::parse(host).is_err() {
             metrics::counter!("ddns_ingest_bad_credentials_total").increment(1);
