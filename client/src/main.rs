@@ -4,12 +4,13 @@
 //! connection alive, and reconnects with jittered exponential backoff after any loss.
 //!
 //! ```sh
+//! ddns-client --server ddns.example.com:8853 --ca ca.pem --token "$MAC"
 //! ddns-client --server 127.0.0.1:8853 --server-name localhost --ca ca.pem --token "$MAC"
 //! ddns-client --server … --ca ca.pem --host cam.brian.dyn.example --secret-file pw.txt
 //! ddns-client --server … --ca ca.pem --token-file tokens.txt --devices 1000 --bind 127.0.0.2:0
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +27,16 @@ use tokio::sync::mpsc;
     about = "A device on ddnsd's QUIC device channel"
 )]
 struct Cli {
-    /// The server's quic_listen address.
+    /// The server's quic_listen address, HOST:PORT (a name is resolved once, at start).
     #[arg(long)]
-    server: SocketAddr,
-    /// The name the server's certificate is for.
-    #[arg(long, default_value = "localhost")]
-    server_name: String,
+    server: String,
+    /// The name the server's certificate is for [default: the HOST of --server when it is a
+    /// name, else localhost].
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Connect over IPv6 (default: IPv4 when the name has an IPv4 address).
+    #[arg(long)]
+    ipv6: bool,
     /// PEM file of the CA certificates to trust.
     #[arg(long)]
     ca: PathBuf,
@@ -50,9 +55,10 @@ struct Cli {
     /// Run this many devices from --token-file (its first N lines) [default: every line].
     #[arg(long)]
     devices: Option<usize>,
-    /// The local address to send from (one UDP socket for every device).
-    #[arg(long, default_value = "0.0.0.0:0")]
-    bind: SocketAddr,
+    /// The local address to send from (one UDP socket for every device) [default: any
+    /// address of the server's family].
+    #[arg(long)]
+    bind: Option<SocketAddr>,
     /// Ask the server to publish the address of an IPv6 connection.
     #[arg(long)]
     publish_v6: bool,
@@ -132,13 +138,24 @@ fn credentials(cli: &Cli) -> anyhow::Result<Vec<Credential>> {
 
 async fn run(cli: Cli, credentials: Vec<Credential>) -> anyhow::Result<()> {
     let roots = ddns_client::roots_from_pem(&cli.ca)?;
+    let addr = resolve(&cli.server, cli.ipv6).await?;
     let server = Server {
-        addr: cli.server,
-        name: cli.server_name.clone(),
+        addr,
+        name: cli
+            .server_name
+            .clone()
+            .unwrap_or_else(|| certificate_name(&cli.server)),
         tls: ddns_client::tls_config(roots),
     };
-    let endpoint =
-        quinn::Endpoint::client(cli.bind).with_context(|| format!("binding {}", cli.bind))?;
+    let bind = cli.bind.unwrap_or_else(|| {
+        let any = if addr.is_ipv6() {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        SocketAddr::new(any, 0)
+    });
+    let endpoint = quinn::Endpoint::client(bind).with_context(|| format!("binding {bind}"))?;
     let (events, mut received) = mpsc::unbounded_channel();
     let fleet = credentials.len() > 1;
     let devices: Vec<Device> = credentials
@@ -199,6 +216,34 @@ async fn run(cli: Cli, credentials: Vec<Credential>) -> anyhow::Result<()> {
     }
     endpoint.wait_idle().await;
     Ok(())
+}
+
+/// `server` (HOST:PORT) resolved: its first IPv4 address, or IPv6 one with `ipv6`.
+async fn resolve(server: &str, ipv6: bool) -> anyhow::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(server)
+        .await
+        .with_context(|| format!("--server {server}: give HOST:PORT"))?
+        .collect();
+    let family = if ipv6 { "IPv6" } else { "IPv4" };
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv6() == ipv6)
+        .copied()
+        .with_context(|| format!("--server {server} has no {family} address ({addrs:?})"))
+}
+
+/// The HOST of `server` (HOST:PORT) if it is a name; for an address literal, `localhost`.
+fn certificate_name(server: &str) -> String {
+    let host = server
+        .rsplit_once(':')
+        .map_or(server, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.parse::<IpAddr>().is_ok() {
+        "localhost".to_owned()
+    } else {
+        host.to_owned()
+    }
 }
 
 fn show(record: Option<&ddns_client::Record>) -> String {

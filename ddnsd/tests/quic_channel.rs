@@ -392,6 +392,103 @@ fn a_rebind_to_a_new_ip_moves_the_record_and_a_new_port_does_not() {
     );
 }
 
+/// The `ddns-client` binary (built by a nested `cargo build`; cargo releases its lock while
+/// tests run). Its path.
+fn client_binary() -> PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "ddns-client",
+            "--bin",
+            "ddns-client",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p ddns-client: {status}");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ddnsd")).with_file_name("ddns-client");
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}
+
+/// The reference client as firmware runs it: a server given by name, the record printed, the
+/// move to the device's own address pushed and printed, SIGINT a clean exit; a credential the
+/// protocol cannot carry and a server without an address of the family are clear errors.
+#[test]
+fn the_ddns_client_binary_connects_by_name_and_prints_what_the_server_pushes() {
+    let channel = Channel::start(ROOMY, "");
+    let token = channel.token("demo", "E0:46:9A:00:00:07");
+    channel.add(&token, "bin", "127.0.0.2");
+    let bin = client_binary();
+    let server = format!("localhost:{}", channel.quic.port());
+    let ca = channel.ca.display().to_string();
+
+    let mut child = std::process::Command::new(&bin)
+        .args(["--server", &server, "--ca", &ca, "--token", &token])
+        .args(["--bind", "127.0.0.4:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ddns-client starts");
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        printed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from ddns-client within 10 s")
+    };
+    // Connected from 127.0.0.4 while the record holds 127.0.0.2: the server moves it at once.
+    assert_eq!(next(), "connected: bin.dyn.example A 127.0.0.2");
+    assert_eq!(next(), "push 09: bin.dyn.example A 127.0.0.4");
+    eventually(Duration::from_secs(5), "DNS answers 127.0.0.4", || {
+        channel.dig_a("bin.dyn.example") == ["127.0.0.4"]
+    });
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("ddns-client exits");
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains(&token),
+        "the token is never printed"
+    );
+
+    let refused = |args: &[&str], says: &str| {
+        let output = std::process::Command::new(&bin)
+            .args(["--ca", &ca])
+            .args(args)
+            .output()
+            .expect("ddns-client runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    let long = "t".repeat(256);
+    refused(&["--server", &server, "--token", &long], "1 to 255 bytes");
+    refused(
+        &[
+            "--server",
+            &channel.quic.to_string(),
+            "--ipv6",
+            "--token",
+            &token,
+        ],
+        "has no IPv6 address",
+    );
+    refused(&["--server", "localhost", "--token", &token], "HOST:PORT");
+}
+
 /// One connection per address family, side by side; an IPv6 one's address is published only
 /// when the device asks (a temporary privacy address must not end up in DNS unasked).
 #[test]
