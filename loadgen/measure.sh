@@ -6,6 +6,7 @@
 #   bash loadgen/measure.sh dyndns2  # the same, with dyndns2 updates of the same hosts beside them
 #   bash loadgen/measure.sh realistic  # surge1m, fleet1m, churn30k as devices connect, beside
 #                                      # the keep-alive figures (below)
+#   bash loadgen/measure.sh quic     # the QUIC device channel beside ipdetect polling (below)
 #
 # steady30k, churn30k, surge1m and fleet1m run as they were first measured: keep-alive
 # connections from one address (--keep-alive --single-source) against a server whose
@@ -44,6 +45,19 @@
 # the reverse). Prints the three rates, p50s, p99s, errors and dyndns2/updates, dyndns2/dvr.
 # Every dyndns2 update carries a new address, so no host nears the server's `nochg` abuse mark
 # (ingest.nochg_abuse_threshold), which keeps its default.
+#
+# quic: one server with the QUIC device channel on (`quic_listen` and `[tls]`, a throwaway CA
+# and certificate for `localhost` made with openssl in $WORK), its default flood quotas except
+# the per-device write quota (the movers' rebinds are writes: raised), and one `--scenario
+# quic` run (loadgen/README.md): N devices (default 10000) and MOVERS (100) more register over
+# HTTP; after BASELINE seconds of the server alone (20), the N devices poll ipdetect every
+# POLL_INTERVAL seconds (300: N/300 requests/s), a connection per poll from their own
+# addresses, for POLL_SECS (60); then they connect over QUIC, RAMP a second (300), from
+# ENDPOINTS client sockets (default 0: one per 100 devices, which the default per-source
+# quota admits at once), and idle for IDLE_SECS (60); then each mover rebinds ROUNDS times
+# (10), every REBIND_EVERY seconds (4), and each move is followed to DNS (PROBE_TIMEOUT, 15 s). The server admits HANDSHAKES QUIC handshakes a second (1000) and at most N + MOVERS +
+# 1000 connections. Prints the two fleets side by side with ratios; files quic-N.* in $OUT.
+# MAX_RSS_MIB (8192) stops the loadgen if its own RSS passes it; LIMIT (1800 s) bounds the run.
 # PRIO=rt runs the server and the loadgen at SCHED_RR priority 1: on a machine that is also
 # compiling, the figures then show ddnsd rather than the scheduler's share for it. (NICE=-10
 # does not: with autogroups, the default on this kernel, nice only ranks a session's own
@@ -126,13 +140,16 @@ start_server() {
         sleep 0.1
     done
     local ready
-    ready=$(grep -o 'ddnsd ready: http=[^ ]* dns=[^ ]*' "$log")
-    http=${ready#*http=}; http=${http%% *}
-    dns=${ready#*dns=}
+    ready=$(grep -o 'ddnsd ready:.*' "$log" | head -1)
+    # One listener's address from the ready line (`https=`, `quic=` come between when on).
+    ready_field() { grep -o " $1=[^ ]*" <<<"$ready" | head -1 | sed "s/^ $1=//"; }
+    http=$(ready_field http)
+    dns=$(ready_field dns)
+    quic=$(ready_field quic)
     metrics=$(grep -o 'metrics=Some([^)]*)' "$log" | head -1 | sed 's/metrics=Some(\(.*\))/\1/')
     key_file="$data/keys/demo.key"
     data_dir=$data
-    echo "== server $1: pid $server_pid http $http dns $dns data $data config $server_config"
+    echo "== server $1: pid $server_pid http $http dns $dns${quic:+ quic $quic} data $data config $server_config"
     echo "   $(grep 'Max open files' "/proc/$server_pid/limits")"
 }
 
@@ -405,6 +422,60 @@ for i in range(0, len(files), n):
         line += f" {row[-1][0] / row[j][0] if row[j][0] else float('nan'):>15.2f}x"
     print(line)
 PY
+        ;;
+    quic)
+        n=${N:-10000} movers=${MOVERS:-100}
+        limit=(timeout -s INT "${LIMIT:-1800}")
+        # A UDP socket per mover in the loadgen: raised as for `realistic`.
+        ulimit -n "$(ulimit -Hn)"
+        pki="$work/pki"
+        mkdir -p "$pki"
+        ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        (
+            cd "$pki"
+            openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 \
+                -subj /CN=measure-CA 2>/dev/null
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' \
+                >server.ext
+            openssl req "${ec[@]}" -keyout server.key -out server.csr -subj /CN=localhost \
+                2>/dev/null
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 1 -days 1 \
+                -extfile server.ext -out server.pem 2>/dev/null
+        )
+        cat >"$work/ddnsd-quic.toml" <<EOF
+metrics_listen = "127.0.0.1:0"
+https_listen = "127.0.0.1:0"
+quic_listen = "127.0.0.1:0"
+
+[tls]
+cert_file = "$pki/server.pem"
+key_file = "$pki/server.key"
+
+[quic]
+max_connections = $((n + movers + 1000))
+handshakes_per_second = ${HANDSHAKES:-1000}
+EOF
+        server_config="$work/ddnsd-quic.toml"
+        # A mover's rebinds are writes charged to it: ROUNDS every REBIND_EVERY s is past the
+        # default 10 a minute. Everything else keeps the server's default quotas.
+        server_env=(
+            DDNSD_INGEST__FLOOD__DEVICE_UPDATES_PER_MINUTE=1000000
+            DDNSD_INGEST__FLOOD__DEVICE_BURST=100000
+        )
+        start_server "quic-$n"
+        server_env=()
+        [ -n "$quic" ] || { echo "no quic= in the server's ready line"; exit 1; }
+        echo "   $(grep MemAvailable /proc/meminfo)"
+        loadgen "quic-$n" --scenario quic --devices "$n" --quic "$quic" \
+            --quic-ca "$pki/ca.pem" --quic-endpoints "${ENDPOINTS:-0}" --ramp "${RAMP:-300}" \
+            --baseline "${BASELINE:-20}s" --poll-interval "${POLL_INTERVAL:-300}s" \
+            --poll-window "${POLL_SECS:-60}s" --idle "${IDLE_SECS:-60}s" --movers "$movers" \
+            --rebinds "${ROUNDS:-10}" --rebind-every "${REBIND_EVERY:-4}s" \
+            --probe-timeout "${PROBE_TIMEOUT:-15}s" --max-rss-mib "${MAX_RSS_MIB:-8192}" \
+            --threads 2
+        echo "   server peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$server_pid/status")"
+        stop_server
+        server_config="$work/ddnsd.toml" limit=()
         ;;
     *)
         echo "unknown run $run"

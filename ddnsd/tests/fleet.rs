@@ -4,7 +4,8 @@
 //! device opens a connection per request from its own address in 127.0.0.0/8, against the
 //! server's default flood quotas; the old mode (keep-alive connections from one address, the
 //! per-source quota raised) too. And the same for DVR hosts the loadgen provisions through the
-//! admin socket and updates over the DVR protocol.
+//! admin socket and updates over the DVR protocol. And the `quic` scenario: devices that idle
+//! on the QUIC device channel, movers that rebind, the same devices polling over HTTP.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use ddns_loadgen::fleet::Expect;
 use ddns_loadgen::{
-    DeviceKey, LoadgenConfig, RunOutcome, Scenario, Sources, Verify, run, source_index,
+    DeviceKey, LoadgenConfig, RunOutcome, Scenario, Sources, Verify, run, run_quic, source_index,
 };
 
 const DEVICES: u32 = 300;
@@ -215,4 +216,101 @@ fn dvr_hosts_provisioned_through_the_admin_socket_get_act_and_dns_shows_their_la
             );
         }
     }
+}
+
+#[test]
+fn the_quic_scenario_measures_idle_devices_moves_and_polling() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let pki = Pki::new(dir.path());
+    let (cert, key) = pki.issue("server", 1);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "quic_listen = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\n\
+             [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n"
+        ),
+    );
+    let server = Server::start(&dir.path().join("data"), Some(&config));
+    let key_file = server.data_dir.join("keys").join("demo.key");
+    let key = DeviceKey::from_key_file(&std::fs::read_to_string(&key_file).expect("demo key"))
+        .expect("a key file ddnsd wrote");
+
+    let mut c = LoadgenConfig::new(server.http, server.dns, key);
+    c.scenario = Scenario::Quic;
+    c.devices = 6;
+    c.server_pid = Some(server.pid());
+    // Each polling device polls once or twice in the 3 s window.
+    c.poll_interval = Duration::from_secs(2);
+    c.connections = 4;
+    c.quic.server = Some(server.ready_field("quic"));
+    c.quic.ca = Some(pki.ca());
+    c.quic.endpoints = 2;
+    c.quic.ramp_per_sec = 100;
+    c.quic.baseline = Duration::from_secs(1);
+    c.quic.poll_window = Duration::from_secs(3);
+    c.quic.settle = Duration::from_millis(500);
+    c.quic.idle = Duration::from_secs(2);
+    // Two movers, two rebinds each: with the add, 3 writes each, inside the default quota's
+    // burst of 5.
+    c.quic.movers = 2;
+    c.quic.rebinds = 2;
+    c.quic.rebind_every = Duration::from_secs(3);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let report = runtime
+        .block_on(run_quic(&c, &mut |line| eprintln!("{line}")))
+        .expect("the scenario runs");
+    eprintln!("{report}");
+
+    // Every device connected once, with its own record, and stayed connected.
+    let connect = &report.connect;
+    assert_eq!(connect.connected, 6, "{report}");
+    assert_eq!(
+        (connect.lost, connect.refused, connect.unexpected_records),
+        (0, 0, 0),
+        "{report}"
+    );
+    assert!(connect.server_rss_after_bytes > 0, "{report}");
+    assert_eq!(report.idle.lost, 0, "{report}");
+    assert!(
+        report.idle.udp_datagrams_per_sec.is_some(),
+        "read from /proc/net/snmp: {report}"
+    );
+    assert!(report.idle.server_cpu_secs >= 0.0, "{report}");
+
+    // Every rebind reached DNS, in the time a move takes (path validation, ~1.2 s, and the
+    // once-a-second walk), and its device heard its PUSH.
+    let rebinds = &report.rebinds;
+    assert_eq!(rebinds.count, 4, "{report}");
+    assert_eq!(rebinds.dns.count, 4, "{report}");
+    assert_eq!(rebinds.timeouts, 0, "{report}");
+    assert!(
+        rebinds.dns.max_us < c.probe_timeout.as_micros() as u64,
+        "{report}"
+    );
+    assert_eq!(rebinds.push.count, 4, "{report}");
+    assert_eq!(rebinds.push_codes.get("09"), Some(&4), "{report}");
+
+    // The polling fleet polled, from each device's own address, with no boot updates.
+    let polling = &report.polling;
+    assert!((6..=12).contains(&polling.requests), "{report}");
+    assert_eq!((polling.errors, polling.unexpected), (0, 0), "{report}");
+    assert_eq!(
+        report.polling_run.kinds["ipdetect"].count, polling.requests,
+        "{report}"
+    );
+    assert_eq!(
+        report.polling_run.replies["ipdetect"]["ip"],
+        polling.requests
+    );
+    assert!(report.polling_run.cpu.server_secs.is_some(), "{report}");
+
+    // The report says what it measured, side by side.
+    let text = report.to_string();
+    assert!(text.contains("QUIC / HTTP"), "{text}");
+    assert!(text.contains("6 devices (+2 movers)"), "{text}");
 }

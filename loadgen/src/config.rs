@@ -30,6 +30,11 @@ pub enum Scenario {
     /// The same as `Dvr` over the same hosts, in dyndns2: each connection sends the next
     /// host's `/nic/update` (its name, a new address; Basic auth with its name and password).
     Dyndns2,
+    /// The QUIC device channel against HTTP polling, in one run (`quic.rs`): the fleet idles
+    /// on QUIC connections (the server's memory and keep-alive CPU), some of its devices move
+    /// (rebind → DNS answer), and the same number of devices poll `ipdetect` every
+    /// `--poll-interval` over HTTP, a connection per poll. Options: [`QuicOptions`].
+    Quic,
 }
 
 impl Scenario {
@@ -42,6 +47,7 @@ impl Scenario {
             Scenario::Updates => "updates",
             Scenario::Dvr => "dvr",
             Scenario::Dyndns2 => "dyndns2",
+            Scenario::Quic => "quic",
         }
     }
 
@@ -51,7 +57,11 @@ impl Scenario {
         match self {
             Scenario::Dvr => Some(HostProtocol::Dvr),
             Scenario::Dyndns2 => Some(HostProtocol::Dyndns2),
-            Scenario::Steady | Scenario::Churn | Scenario::Surge | Scenario::Updates => None,
+            Scenario::Steady
+            | Scenario::Churn
+            | Scenario::Surge
+            | Scenario::Updates
+            | Scenario::Quic => None,
         }
     }
 }
@@ -67,8 +77,9 @@ impl FromStr for Scenario {
             "updates" => Ok(Scenario::Updates),
             "dvr" => Ok(Scenario::Dvr),
             "dyndns2" => Ok(Scenario::Dyndns2),
+            "quic" => Ok(Scenario::Quic),
             other => Err(format!(
-                "unknown scenario {other:?} (steady, churn, surge, updates, dvr or dyndns2)"
+                "unknown scenario {other:?} (steady, churn, surge, updates, dvr, dyndns2 or quic)"
             )),
         }
     }
@@ -143,6 +154,77 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
 }
 
+/// The `quic` scenario's own settings (its fleet is `devices` idle devices plus `movers`).
+#[derive(Clone, Debug)]
+pub struct QuicOptions {
+    /// The server's `quic_listen` address (the ready line's `quic=`).
+    pub server: Option<SocketAddr>,
+    /// The name the server's certificate is checked against.
+    pub server_name: String,
+    /// PEM file of the CA (or certificate) the devices trust.
+    pub ca: Option<PathBuf>,
+    /// Client UDP sockets the idle devices share (`127.0.1.1`, `127.0.1.2`, …); 0: one per
+    /// [`QuicOptions::DEVICES_PER_ENDPOINT`] devices ([`QuicOptions::endpoints`]).
+    pub endpoints: u32,
+    /// Idle devices started per second (a fleet that came online over time; the server
+    /// admits `[quic] handshakes_per_second`).
+    pub ramp_per_sec: u32,
+    /// How long the server's own idle CPU is measured, before any fleet, to subtract it.
+    pub baseline: Duration,
+    /// After the last device connected, before the server's RSS is read: handshakes' buffers
+    /// freed, the last session tickets sent.
+    pub settle: Duration,
+    /// How long the connected fleet idles while the server's CPU is measured.
+    pub idle: Duration,
+    /// Devices that move, each on a socket of its own, after the idle window.
+    pub movers: u32,
+    /// Rebinds per mover, one per `rebind_every`, each at a random moment of its first second.
+    pub rebinds: u32,
+    /// A mover's rebinds are this far apart (more than a move takes to reach DNS, ~2.3 s).
+    pub rebind_every: Duration,
+    /// How long the polling fleet runs (real time; its polls are `poll_interval` apart).
+    pub poll_window: Duration,
+    /// The run stops if the loadgen's own RSS passes this many MiB (the devices' side of
+    /// 100,000 connections is ~3.5 GiB).
+    pub max_rss_mib: u64,
+}
+
+impl QuicOptions {
+    /// Devices per client socket when `endpoints` is 0. The server charges each handshake to
+    /// its source address's request quota (`source_requests_per_minute`, default 600 a minute
+    /// in bursts of 120), as in the field, where each device has an address of its own: 100
+    /// devices behind one address all connect within its burst.
+    pub const DEVICES_PER_ENDPOINT: u32 = 100;
+
+    /// The client sockets `devices` idle devices share.
+    pub fn endpoints(&self, devices: u32) -> u32 {
+        match self.endpoints {
+            0 => devices.div_ceil(Self::DEVICES_PER_ENDPOINT).max(1),
+            n => n,
+        }
+    }
+}
+
+impl Default for QuicOptions {
+    fn default() -> QuicOptions {
+        QuicOptions {
+            server: None,
+            server_name: "localhost".into(),
+            ca: None,
+            endpoints: 0,
+            ramp_per_sec: 300,
+            baseline: Duration::from_secs(20),
+            settle: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
+            movers: 100,
+            rebinds: 10,
+            rebind_every: Duration::from_secs(4),
+            poll_window: Duration::from_secs(60),
+            max_rss_mib: 8192,
+        }
+    }
+}
+
 /// A configuration that cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -204,6 +286,9 @@ pub struct LoadgenConfig {
     pub surge_window: Duration,
     /// The fleet was registered by an earlier run with the same seed: boot with `update`.
     pub registered: bool,
+    /// With `registered`: the fleet is up already, so its first slots are polls, not boots
+    /// (`FleetConfig::booted`; the `quic` scenario's polling fleet).
+    pub booted: bool,
     /// Requests in flight at most: connection workers, each with one request out.
     pub connections: usize,
     /// Keep each worker's connection open across requests (`None`: the scenario's default, a
@@ -233,6 +318,8 @@ pub struct LoadgenConfig {
     /// When the run was configured (ns since the Unix epoch): mixed into the `updates`
     /// scenario's addresses.
     pub started_ns: u64,
+    /// The `quic` scenario's settings.
+    pub quic: QuicOptions,
 }
 
 impl LoadgenConfig {
@@ -260,6 +347,7 @@ impl LoadgenConfig {
             surge_at: Duration::ZERO,
             surge_window: Duration::from_secs(60),
             registered: false,
+            booted: false,
             connections: 128,
             keep_alive: None,
             sources: None,
@@ -274,6 +362,7 @@ impl LoadgenConfig {
             started_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
+            quic: QuicOptions::default(),
         }
     }
 
@@ -285,7 +374,8 @@ impl LoadgenConfig {
             | Scenario::Surge
             | Scenario::Updates
             | Scenario::Dvr
-            | Scenario::Dyndns2 => 0.0,
+            | Scenario::Dyndns2
+            | Scenario::Quic => 0.0,
         })
     }
 
@@ -352,6 +442,7 @@ impl LoadgenConfig {
             }),
             // Hosts exist before the run (provisioned), so they never `add`.
             registered: self.registered || self.scenario.hosts().is_some(),
+            booted: self.booted,
             closed_loop: self.fleet_is_closed_loop(),
             hosts: self.scenario.hosts(),
             own_sources: self.sources() == Sources::PerDevice,
@@ -421,6 +512,9 @@ impl LoadgenConfig {
                 ));
             }
         }
+        if self.scenario == Scenario::Quic {
+            self.validate_quic()?;
+        }
         let naming = self.naming();
         let ldh = |s: &str| {
             s.bytes()
@@ -460,6 +554,39 @@ impl LoadgenConfig {
             if self.provision_concurrency == 0 {
                 return fail("the provisioning concurrency must be at least 1".into());
             }
+        }
+        Ok(())
+    }
+
+    fn validate_quic(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        let q = &self.quic;
+        if q.server.is_none() || q.ca.is_none() {
+            return fail(
+                "--scenario quic needs --quic (the server's quic_listen) and --quic-ca".into(),
+            );
+        }
+        if self.server_pid.is_none() {
+            return fail("--scenario quic measures the server: give --server-pid".into());
+        }
+        if q.endpoints(self.devices) > 254 * 254 {
+            return fail(format!("--quic-endpoints: at most {}", 254 * 254));
+        }
+        if q.ramp_per_sec == 0 {
+            return fail("--ramp must be at least 1 device per second".into());
+        }
+        if q.movers > 0 && (q.rebinds == 0 || q.rebind_every < Duration::from_secs(1)) {
+            return fail("movers need --rebinds of at least 1, at least 1 s apart".into());
+        }
+        // Every device registers from its own source; mover m's k-th address is the source
+        // of index `m + k × (devices + movers)`: its own share of 127/8.
+        let total = u64::from(self.devices) + u64::from(q.movers);
+        if total * (u64::from(q.rebinds) + 1) > u64::from(SOURCES_MAX) {
+            return fail(format!(
+                "{total} devices with {} rebinds each need more than 127/8's {SOURCES_MAX} \
+                 source addresses",
+                q.rebinds
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! CPU time from /proc (Linux): the loadgen's, the server's (whole and per thread) and the
-//! whole machine's, to tell which of them a slow second belonged to. Elsewhere every figure is
-//! `None`.
+//! whole machine's, to tell which of them a slow second belonged to; and what the `quic`
+//! scenario reads beside it, resident memory and the UDP datagrams of this network namespace.
+//! Elsewhere every figure is `None`.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,46 @@ pub(crate) fn cpu_secs(pid: Option<u32>) -> Option<f64> {
         None => "/proc/self/stat".to_owned(),
     };
     parse_stat(&std::fs::read_to_string(path).ok()?).map(|(_, secs)| secs)
+}
+
+/// Resident memory (`VmRSS`) of `pid` (this process if `None`), in bytes.
+pub(crate) fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    parse_rss(&std::fs::read_to_string(path).ok()?)
+}
+
+fn parse_rss(status: &str) -> Option<u64> {
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// UDP datagrams received in this network namespace so far (`Udp: InDatagrams` of
+/// /proc/net/snmp). On the loopback every datagram sent is received once, so this counts the
+/// packets of both directions.
+pub(crate) fn udp_datagrams() -> Option<u64> {
+    parse_udp_in(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+fn parse_udp_in(snmp: &str) -> Option<u64> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(name, _)| *name == "InDatagrams")?
+        .1
+        .parse()
+        .ok()
 }
 
 /// CPU seconds of each thread of `pid`, by thread id: (name, seconds).
@@ -150,6 +191,22 @@ mod tests {
             assert!(cpu_secs(None).is_some());
             assert!(machine_busy_secs().is_some());
             assert!(!thread_secs(std::process::id()).is_empty());
+        }
+    }
+
+    #[test]
+    fn memory_and_datagrams_are_read_from_proc() {
+        assert_eq!(
+            parse_rss("Name:\tddnsd\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"),
+            Some(1 << 20)
+        );
+        assert_eq!(parse_rss("Name:\tkthreadd\n"), None);
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams\nUdp: 4242 3 0 4343\n\
+                    UdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n";
+        assert_eq!(parse_udp_in(snmp), Some(4242));
+        if cfg!(target_os = "linux") {
+            assert!(rss_bytes(None).is_some_and(|b| b > 0));
+            assert!(udp_datagrams().is_some());
         }
     }
 

@@ -188,12 +188,59 @@ struct Probe {
     retry_at_tick: bool,
 }
 
-/// Most probes in flight; further samples are dropped rather than queued.
-pub(crate) const PROBES_IN_FLIGHT_MAX: usize = 256;
+/// How hard a prober looks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProberLimits {
+    /// Most probes in flight; further samples are dropped rather than queued.
+    pub(crate) in_flight_max: usize,
+    /// Stale answers asked again at once before falling back to the 20 ms tick: an update
+    /// reaches DNS in about a millisecond, so the first answers are worth chasing; a QUIC move
+    /// takes over a second, so the `quic` scenario only asks at the tick.
+    pub(crate) immediate_retries_max: u32,
+}
+
+impl ProberLimits {
+    /// The fleet's sampling of acknowledged updates.
+    pub(crate) const FLEET: ProberLimits = ProberLimits {
+        in_flight_max: 256,
+        immediate_retries_max: 100,
+    };
+}
 /// A query unanswered this long is sent again (UDP may drop it).
 const RESEND_AFTER: Duration = Duration::from_millis(200);
-/// Stale answers asked again at once before falling back to the tick.
-const IMMEDIATE_RETRIES_MAX: u32 = 100;
+
+/// [`run_prober`] on a thread of its own (its timing must not wait for the caller's runtime):
+/// the sender of its probes, and the thread, which ends with the results once the sender and
+/// its clones are dropped.
+pub(crate) fn spawn_prober(
+    dns: SocketAddr,
+    timeout: Duration,
+    limits: ProberLimits,
+) -> io::Result<(
+    mpsc::Sender<ProbeRequest>,
+    std::thread::JoinHandle<io::Result<ProbeResults>>,
+)> {
+    let (tx, rx) = mpsc::channel(1024);
+    let prober = std::thread::Builder::new()
+        .name("loadgen-prober".into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(run_prober(dns, rx, timeout, limits))
+        })?;
+    Ok((tx, prober))
+}
+
+/// Waits (off the runtime's threads) for a prober from [`spawn_prober`] to finish.
+pub(crate) async fn join_prober(
+    prober: std::thread::JoinHandle<io::Result<ProbeResults>>,
+) -> io::Result<ProbeResults> {
+    tokio::task::spawn_blocking(move || prober.join())
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .map_err(|_| io::Error::other("the prober thread panicked"))?
+}
 
 /// Watches each acknowledged change until DNS answers its address, until `probes` closes and
 /// every probe has finished or timed out.
@@ -201,6 +248,7 @@ pub(crate) async fn run_prober(
     dns: SocketAddr,
     mut probes: mpsc::Receiver<ProbeRequest>,
     timeout: Duration,
+    limits: ProberLimits,
 ) -> io::Result<ProbeResults> {
     let socket = socket_for(dns).await?;
     let mut results = ProbeResults {
@@ -219,7 +267,7 @@ pub(crate) async fn run_prober(
     while open || !in_flight.is_empty() {
         tokio::select! {
             request = probes.recv(), if open => match request {
-                Some(request) if in_flight.len() < PROBES_IN_FLIGHT_MAX => {
+                Some(request) if in_flight.len() < limits.in_flight_max => {
                     let now = Instant::now();
                     let handover = now.saturating_duration_since(request.acked_at).as_micros();
                     results
@@ -255,7 +303,7 @@ pub(crate) async fn run_prober(
                 results.stale_answers += 1;
                 probe.sent_at = now;
                 let id = ids.fresh(&in_flight);
-                if probe.immediate_retries < IMMEDIATE_RETRIES_MAX {
+                if probe.immediate_retries < limits.immediate_retries_max {
                     probe.immediate_retries += 1;
                     send_query(&socket, id, &probe.request.name, &mut query).await;
                 } else {
@@ -493,7 +541,12 @@ mod tests {
         let a = Ipv4Addr::new(198, 18, 1, 1);
         let dns = fake_dns(vec![("x.z".into(), a)]).await;
         let (send, receive) = mpsc::channel(16);
-        let prober = tokio::spawn(run_prober(dns, receive, Duration::from_millis(300)));
+        let prober = tokio::spawn(run_prober(
+            dns,
+            receive,
+            Duration::from_millis(300),
+            ProberLimits::FLEET,
+        ));
         send.send(ProbeRequest {
             name: "x.z".into(),
             expect: a,
@@ -514,6 +567,6 @@ mod tests {
         assert_eq!(results.handover.len(), 2);
         assert!(results.histogram.max() < 300_000);
         assert_eq!(results.timeouts, 1);
-        assert!(results.stale_answers >= IMMEDIATE_RETRIES_MAX.into());
+        assert!(results.stale_answers >= ProberLimits::FLEET.immediate_retries_max.into());
     }
 }

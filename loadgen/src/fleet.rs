@@ -478,6 +478,11 @@ pub struct FleetConfig {
     pub surge: Option<Surge>,
     /// The devices were registered by an earlier run with the same seed: boot with `update`.
     pub registered: bool,
+    /// With `registered`: the fleet is already up (registered, booted, its addresses
+    /// acknowledged), so each device's first slot, at a random phase of the first interval, is
+    /// an ordinary poll: the steady state of a fleet polling `ipdetect`, without the boot's
+    /// `update`s (the `quic` scenario's polling fleet).
+    pub booted: bool,
     /// No schedule: the driver asks [`Fleet::next_closed`] for a request whenever a
     /// connection is free (the `updates` scenario).
     pub closed_loop: bool,
@@ -501,7 +506,7 @@ pub struct FleetConfig {
 impl FleetConfig {
     /// When every device's first slot (its boot, or the surge that is its boot) has come due.
     pub fn boot_end_us(&self) -> u64 {
-        if self.closed_loop {
+        if self.closed_loop || (self.registered && self.booted) {
             return 0;
         }
         match self.surge {
@@ -629,7 +634,7 @@ impl Fleet {
                 n
             });
         let mut rng = SplitMix64::new(derive(config.roll_seed, u64::MAX - 1));
-        let wan = (0..config.devices)
+        let wan: Vec<u32> = (0..config.devices)
             .map(|d| {
                 if config.own_sources {
                     source_addr(d).into()
@@ -661,10 +666,19 @@ impl Fleet {
                 }));
             }
         }
+        // A fleet already up has its addresses acknowledged: a poll that finds the same
+        // address sends nothing more.
+        let up = config.registered && config.booted;
+        let stored = if up { wan.clone() } else { vec![0; n] };
+        let flags = match (config.registered, up) {
+            (_, true) => REGISTERED | BOOTED,
+            (true, false) => REGISTERED,
+            (false, false) => 0,
+        };
         Fleet {
             wan,
-            stored: vec![0; n],
-            flags: vec![if config.registered { REGISTERED } else { 0 }; n],
+            stored,
+            flags: vec![flags; n],
             schedule,
             rng,
             counts: ScheduleCounts::default(),
@@ -979,6 +993,7 @@ mod tests {
             decommission: 0.0,
             surge: None,
             registered: false,
+            booted: false,
             closed_loop: false,
             hosts: None,
             own_sources: false,
@@ -1125,6 +1140,35 @@ mod tests {
         by_device.sort();
         added.sort();
         assert_eq!(by_device, added);
+    }
+
+    #[test]
+    fn a_fleet_already_up_only_polls() {
+        let mut f = fleet(FleetConfig {
+            registered: true,
+            booted: true,
+            own_sources: true,
+            ..config(3)
+        });
+        assert_eq!(f.config.boot_end_us(), 0, "no boot to leave out");
+        // Two intervals: each device polls twice, finds the address the server holds, and
+        // sends nothing else.
+        let sent = run(&mut f, 20 * SEC - 1, |r| Reply::Detected(r.addr.into()));
+        assert_eq!(sent.len(), 6, "{sent:?}");
+        assert!(
+            sent.iter()
+                .all(|r| r.kind == Kind::Ipdetect && r.reason == Reason::Poll)
+        );
+        for device in 0..3 {
+            assert_eq!(f.expect(device), Expect::Addr(source_addr(device)));
+        }
+        // Without `registered`, `booted` means nothing: the fleet registers first.
+        let mut f = fleet(FleetConfig {
+            booted: true,
+            ..config(3)
+        });
+        let sent = run(&mut f, 10 * SEC - 1, |r| ack(r.kind, r.device));
+        assert!(sent.iter().all(|r| r.kind == Kind::Add), "{sent:?}");
     }
 
     #[test]

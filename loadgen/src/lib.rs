@@ -23,6 +23,10 @@
 //!   ([`host_password`]), each protocol's update, provisioning them through the server's admin
 //!   socket and the untimed first pass ([`DvrSetup`]).
 //! - `config`: [`LoadgenConfig`], scenarios and flag parsing helpers.
+//! - `quic`: the `quic` scenario ([`run_quic`]): devices of the QUIC device channel from the
+//!   reference client (`ddns-client`), idle and moving, beside the same fleet polling over
+//!   HTTP; its [`QuicReport`].
+//! - `cpu`: CPU time, resident memory and UDP datagrams from /proc.
 //!
 //! The binary `ddns-loadgen` (src/main.rs) parses flags, shows progress and writes the files.
 
@@ -32,17 +36,21 @@ mod dns;
 mod dvr;
 pub mod fleet;
 mod http;
+mod quic;
 mod report;
 mod rng;
 mod run;
 mod stats;
 mod token;
 
-pub use config::{ConfigError, LoadgenConfig, Scenario, Sources, Verify, parse_duration};
+pub use config::{
+    ConfigError, LoadgenConfig, QuicOptions, Scenario, Sources, Verify, parse_duration,
+};
 pub use dns::VerifyReport;
 pub use dvr::{DvrSetup, FirstPass, Provision, SetupError, host_password};
 pub use fleet::{Expect, Fleet, HostProtocol, SOURCES_MAX, source_addr, source_index};
 pub use http::{Get, HttpConnection, Transport};
+pub use quic::{Polling, QuicConnect, QuicIdle, QuicRebinds, QuicReport, run_quic};
 pub use report::{Cpu, KindReport, Propagation, Report, RunInfo, ScheduleReport, plot_svg};
 pub use run::{LEAD_US, Live, Progress, RunError, RunOutcome, run, run_with};
 pub use stats::{Errors, Latency, SecondPoint};

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use ddns_loadgen::{
-    DeviceKey, Live, LoadgenConfig, Progress, Scenario, Sources, Verify, parse_duration, plot_svg,
+    DeviceKey, Live, LoadgenConfig, Progress, QuicOptions, Scenario, Sources, Verify,
+    parse_duration, plot_svg,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -30,8 +31,9 @@ struct Args {
     #[arg(long, default_value_t = 30_000)]
     devices: u32,
     /// steady, churn, surge, updates (closed loop at max rate: only updates, no polls), dvr
-    /// (the same closed loop of DVR updates, `/dvr/update`, over provisioned hosts) or dyndns2
-    /// (the same over the same hosts, `/nic/update` with Basic auth).
+    /// (the same closed loop of DVR updates, `/dvr/update`, over provisioned hosts), dyndns2
+    /// (the same over the same hosts, `/nic/update` with Basic auth) or quic (devices on the
+    /// QUIC device channel, idle and moving, beside the same fleet polling over HTTP).
     #[arg(long, default_value = "steady")]
     scenario: Scenario,
     /// How often each device polls ipdetect (simulated time).
@@ -155,6 +157,44 @@ struct Args {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+    /// quic: the server's QUIC device channel (`quic_listen`, the ready line's `quic=`).
+    #[arg(long)]
+    quic: Option<String>,
+    /// quic: the PEM file of the CA that issued the server's certificate.
+    #[arg(long)]
+    quic_ca: Option<PathBuf>,
+    /// quic: the name the server's certificate is checked against.
+    #[arg(long, default_value = "localhost")]
+    quic_server_name: String,
+    /// quic: client UDP sockets the idle devices share (127.0.1.1, 127.0.1.2, …); 0: one per
+    /// 100 devices, which the server's default per-source quota lets connect at once.
+    #[arg(long, default_value_t = 0)]
+    quic_endpoints: u32,
+    /// quic: idle devices started per second.
+    #[arg(long, default_value_t = 300)]
+    ramp: u32,
+    /// quic: how long the server's own idle CPU is measured first (subtracted from both fleets).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    baseline: Duration,
+    /// quic: how long the connected fleet idles while the server's CPU is measured.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle: Duration,
+    /// quic: devices that move (besides --devices), each on a socket of its own.
+    #[arg(long, default_value_t = 100)]
+    movers: u32,
+    /// quic: rebinds per mover (to a new 127/8 address each time).
+    #[arg(long, default_value_t = 10)]
+    rebinds: u32,
+    /// quic: how far apart a mover's rebinds are.
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    rebind_every: Duration,
+    /// quic: how long the polling fleet runs (its devices poll every --poll-interval, real
+    /// time).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    poll_window: Duration,
+    /// quic: stop if this process's RSS passes this many MiB.
+    #[arg(long, default_value_t = 8192)]
+    max_rss_mib: u64,
 }
 
 fn resolve(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
@@ -241,6 +281,25 @@ fn config(args: &Args) -> anyhow::Result<LoadgenConfig> {
     c.seed = args.seed;
     c.user_agent = args.user_agent.clone();
     c.server_pid = args.server_pid;
+    c.quic = QuicOptions {
+        server: args
+            .quic
+            .as_deref()
+            .map(|addr| resolve("quic", addr))
+            .transpose()?,
+        server_name: args.quic_server_name.clone(),
+        ca: args.quic_ca.clone(),
+        endpoints: args.quic_endpoints,
+        ramp_per_sec: args.ramp,
+        baseline: args.baseline,
+        settle: QuicOptions::default().settle,
+        idle: args.idle,
+        movers: args.movers,
+        rebinds: args.rebinds,
+        rebind_every: args.rebind_every,
+        poll_window: args.poll_window,
+        max_rss_mib: args.max_rss_mib,
+    };
     c.validate()?;
     Ok(c)
 }
@@ -308,6 +367,27 @@ fn real_main() -> anyhow::Result<ExitCode> {
             .enable_all()
             .build()?
     };
+
+    if config.scenario == Scenario::Quic {
+        let quiet = args.quiet;
+        let mut notes = |line: &str| {
+            if !quiet {
+                eprintln!("ddns-loadgen: {line}");
+            }
+        };
+        let report = runtime.block_on(ddns_loadgen::run_quic(&config, &mut notes))?;
+        print!("{report}");
+        if let Some(path) = &args.json {
+            let json = serde_json::to_string_pretty(&report)?;
+            std::fs::write(path, json + "\n").with_context(|| path.display().to_string())?;
+        }
+        // The plot is the polling fleet's: the QUIC fleet sends no requests.
+        if let Some(path) = &args.plot {
+            std::fs::write(path, plot_svg(&report.polling_run))
+                .with_context(|| path.display().to_string())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let mut bar = None;
     let mut lines = None;

@@ -39,7 +39,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use crate::config::{ConfigError, LoadgenConfig, Scenario, Verify};
 use crate::cpu::{CpuSampler, cpu_secs, machine_busy_secs, thread_delta, thread_secs};
-use crate::dns::{ProbeRequest, run_prober, verify};
+use crate::dns::{ProbeRequest, ProberLimits, join_prober, spawn_prober, verify};
 use crate::dvr::{SetupError, host_update};
 use crate::fleet::{Expect, Fleet, HostProtocol, Kind, Naming, Outcome, Reply, Request, mac_of};
 use crate::http::{Get, HttpConnection, Transport};
@@ -65,6 +65,9 @@ pub enum RunError {
     /// The hosts (`dvr`, `dyndns2`) could not be provisioned.
     #[error("host setup: {0}")]
     Setup(#[from] SetupError),
+    /// The `quic` scenario's fleet could not be registered, connected or moved.
+    #[error("quic: {0}")]
+    Quic(String),
 }
 
 /// What the progress display is shown, four times a second.
@@ -287,16 +290,7 @@ pub async fn run_with<T: Transport>(
 
     // The prober runs on a thread of its own: its timing must not wait for the driver.
     let (probe_tx, prober) = if config.propagation_sample > 0.0 {
-        let (tx, rx) = mpsc::channel(1024);
-        let (dns, timeout) = (config.dns, config.probe_timeout);
-        let prober = std::thread::Builder::new()
-            .name("loadgen-prober".into())
-            .spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(run_prober(dns, rx, timeout))
-            })?;
+        let (tx, prober) = spawn_prober(config.dns, config.probe_timeout, ProberLimits::FLEET)?;
         (Some(tx), Some(prober))
     } else {
         (None, None)
@@ -474,12 +468,7 @@ pub async fn run_with<T: Transport>(
     // Every worker (and so every sender to the prober) is gone once this ends.
     while workers.join_next().await.is_some() {}
     let probes = match prober {
-        Some(prober) => Some(
-            tokio::task::spawn_blocking(move || prober.join())
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?
-                .map_err(|_| std::io::Error::other("the prober thread panicked"))??,
-        ),
+        Some(prober) => Some(join_prober(prober).await?),
         None => None,
     };
 
