@@ -210,11 +210,6 @@ impl Server {
             fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
         ticks as f64 / TICKS_PER_SEC
     }
-
-    /// The server's resident set (VmRSS), in bytes.
-    pub fn rss_bytes(&self) -> u64 {
-        rss_of(&self.child.id().to_string())
-    }
 }
 
 impl Drop for Server {
@@ -222,15 +217,4 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// VmRSS of `/proc/<pid>/status`, in bytes (`self` for this process's).
-pub fn rss_of(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
