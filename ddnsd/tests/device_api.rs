@@ -231,18 +231,8 @@ fn prometheus_metrics_count_replies_floods_appends_and_dns_queries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "metrics_listen = \"127.0.0.1:0\"\n");
     let mut server = Server::start(&dir.path().join("data"), Some(&config));
-    let ready = server
-        .drain_log()
-        .iter()
-        .find(|l| l.contains("ddnsd ready"))
-        .cloned()
-        .expect("ready");
-    let metrics: std::net::SocketAddr = ready
-        .split("metrics=Some(")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("metrics address in {ready}"));
+    server.drain_log();
+    let metrics = server.metrics_addr();
     let mac = server.token("AA", &[]);
     assert_eq!(
         server.reply(&format!("/add.aspx?mac={mac}&dm=m&myip=192.0.2.1")),

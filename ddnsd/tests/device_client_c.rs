@@ -20,7 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Pki, Server, http_get, write_config};
+use common::{Pki, Server, metric, write_config};
 
 const KEY_ID: u16 = 7;
 const KEY_HEX: &str = "f0e0d0c0b0a090807060504030201000ffeeddccbbaa99887766554433221100";
@@ -242,32 +242,6 @@ fn forward(mut client: TcpStream, upstream: SocketAddr, state: &Mutex<NatState>)
     let _ = client.write_all(&response);
 }
 
-/// The metrics address from the server's ready line.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let ready = server
-        .log
-        .iter()
-        .find(|l| l.contains("ddnsd ready"))
-        .expect("ready line");
-    ready
-        .split("metrics=Some(")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("metrics address in {ready}"))
-}
-
-/// The sum of every `/metrics` series whose name and labels start with `prefix`.
-fn metric(metrics: SocketAddr, prefix: &str) -> u64 {
-    let (status, text) = http_get(metrics, "/metrics", &[]);
-    assert_eq!(status, 200);
-    text.lines()
-        .filter(|line| line.starts_with(prefix))
-        .filter_map(|line| line.rsplit_once(' '))
-        .map(|(_, value)| value.parse::<f64>().expect("a number") as u64)
-        .sum()
-}
-
 /// Device API replies for `path` (`update`, `add`, `ipdetect`), optionally with one `code`.
 fn replies(metrics: SocketAddr, path: &str, code: Option<&str>) -> u64 {
     let prefix = match code {
@@ -307,7 +281,7 @@ fn c_client_updates_on_boot_then_only_when_the_address_changes() {
     let bin = build_client(dir.path());
     let config = config(dir.path(), "", "");
     let server = Server::start(&dir.path().join("data"), Some(&config));
-    let metrics = metrics_addr(&server);
+    let metrics = server.metrics_addr();
     let nat = Nat::start(server.http, "203.0.113.10");
     let key_file = dir.path().join("acme.key");
     std::fs::write(&key_file, format!("{KEY_ID} {KEY_HEX}\n")).expect("key file");
@@ -416,7 +390,7 @@ fn c_client_backs_off_exponentially_on_flood() {
         "device_updates_per_minute = 1\ndevice_burst = 1\n",
     );
     let server = Server::start(&dir.path().join("data"), Some(&config));
-    let metrics = metrics_addr(&server);
+    let metrics = server.metrics_addr();
     let nat = Nat::start(server.http, "203.0.113.20");
     let state = dir.path().join("state");
     let (url, key_id, state_arg) = (
@@ -546,7 +520,7 @@ fn c_client_over_https_checks_the_certificate() {
         "",
     );
     let server = Server::start(&dir.path().join("data"), Some(&config));
-    let metrics = metrics_addr(&server);
+    let metrics = server.metrics_addr();
     let url = format!("https://{}", server.ready_field("https"));
     let state = dir.path().join("state");
     let (key_id, ca, state_arg) = (

@@ -315,17 +315,7 @@ impl Fixture {
                 &format!("{password}\n"),
             );
         }
-        let ready = server
-            .log
-            .iter()
-            .find(|l| l.contains("ddnsd ready"))
-            .expect("ready line");
-        let metrics = ready
-            .split("metrics=Some(")
-            .nth(1)
-            .and_then(|rest| rest.split(')').next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("metrics address in {ready}"));
+        let metrics = server.metrics_addr();
         Fixture {
             dir,
             server,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Pki, Server, http_get, url_encode, write_config};
+use common::{Pki, Server, http_get, metric, url_encode, write_config};
 use ddns_client::wire::{self, Credential, Record, Request, ServerMessage, close};
 use ddns_client::{Backoff, Device, DeviceConfig, DeviceEvent, Event};
 use ddns_core::{EventBody, decode_event};
@@ -102,7 +102,7 @@ impl Channel {
         ])
         .expect("valid keys");
         let quic = server.ready_field("quic");
-        let metrics = metrics_addr(&server);
+        let metrics = server.metrics_addr();
         Channel {
             _dir: dir,
             server,
@@ -154,13 +154,7 @@ impl Channel {
 
     /// The sum of the `/metrics` series whose name and labels start with `prefix`.
     fn metric(&self, prefix: &str) -> u64 {
-        let (status, text) = http_get(self.metrics, "/metrics", &[]);
-        assert_eq!(status, 200);
-        text.lines()
-            .filter(|line| line.starts_with(prefix))
-            .filter_map(|line| line.rsplit_once(' '))
-            .map(|(_, value)| value.parse::<f64>().expect("a number") as u64)
-            .sum()
+        metric(self.metrics, prefix)
     }
 
     fn dig_a(&self, name: &str) -> Vec<String> {
@@ -174,21 +168,6 @@ fn log_events(data: &std::path::Path) -> Vec<EventBody> {
         .iter()
         .map(|frame| decode_event(&frame.payload).expect("an event").body)
         .collect()
-}
-
-/// The metrics address from the server's ready line.
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let ready = server
-        .log
-        .iter()
-        .find(|l| l.contains("ddnsd ready"))
-        .expect("ready line");
-    ready
-        .split("metrics=Some(")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("metrics address in {ready}"))
 }
 
 /// Devices of this process (on a runtime of their own), and their events.
@@ -1264,7 +1243,7 @@ fn every_device_reconnects_after_a_restart_at_the_admission_rate() {
     assert_eq!(server.ready_field("quic"), quic);
     let again = connect_all(
         &mut devices,
-        metrics_addr(&server),
+        server.metrics_addr(),
         Duration::from_secs(180),
     );
     let again_took = restart_at.elapsed();

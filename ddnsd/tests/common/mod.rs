@@ -178,6 +178,21 @@ impl Server {
         line[start..end].parse().expect("an address")
     }
 
+    /// The `/metrics` address the ready line names (the config set `metrics_listen`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let ready = self
+            .log
+            .iter()
+            .find(|l| l.contains("ddnsd ready"))
+            .expect("a ready line");
+        ready
+            .split("metrics=Some(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("metrics address in {ready}"))
+    }
+
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -266,6 +281,17 @@ pub fn http_request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The sum of every `/metrics` series at `metrics` whose name and labels start with `prefix`.
+pub fn metric(metrics: SocketAddr, prefix: &str) -> u64 {
+    let (status, text) = http_get(metrics, "/metrics", &[]);
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(_, value)| value.parse::<f64>().expect("a number") as u64)
+        .sum()
 }
 
 /// Runs the real `dig` against `server`.
