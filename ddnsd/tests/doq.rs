@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Pki, ROOMY_QUOTAS, Server, write_config};
+use common::{Pki, ROOMY_QUOTAS, Server, metric, write_config};
 
 /// What a DNS client printed, reduced to what must agree: the status and the answer and
 /// authority sections, one record per line with single spaces.
@@ -156,10 +156,31 @@ fn tls_config(dir: &Path, cert: &Path, key: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn kdig_and_dnspython_over_quic_answer_as_dig_over_udp() {
+    let retries = kdig_and_dnspython_answer_as_dig("");
+    assert_eq!(retries, 0, "no Retry below retry_above_handshakes");
+}
+
+/// The same, with every new connection sent a QUIC Retry first (what a flood of handshakes
+/// turns on): both clients follow it and get the same answers.
+#[test]
+fn kdig_and_dnspython_follow_a_retry_and_answer_as_dig_over_udp() {
+    let retries = kdig_and_dnspython_answer_as_dig("[doq]\nretry_above_handshakes = 0\n");
+    // One connection per kdig run (5) and one for dnspython's queries, at the least.
+    assert!(retries >= 6, "every connection was sent a Retry: {retries}");
+}
+
+/// kdig and dnspython over QUIC against dig over UDP for A, AAAA, NXDOMAIN, NODATA and SOA,
+/// on a server configured with `extra`; the Retries it sent.
+fn kdig_and_dnspython_answer_as_dig(extra: &str) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = Pki::new(dir.path());
     let (cert, key) = pki.issue("server", 1);
-    let config = tls_config(dir.path(), &cert, &key, "");
+    let config = tls_config(
+        dir.path(),
+        &cert,
+        &key,
+        &format!("metrics_listen = \"127.0.0.1:0\"\n{extra}"),
+    );
     let server = Server::start(&dir.path().join("data"), Some(&config));
     let doq = server.ready_field("doq");
     assert_ne!(doq.port(), 0);
@@ -217,6 +238,7 @@ fn kdig_and_dnspython_over_quic_answer_as_dig_over_udp() {
     for (((name, qtype), got), expected) in queries.iter().zip(&got).zip(&expected) {
         assert_eq!(got, expected, "dnspython {name} {qtype}");
     }
+    metric(server.metrics_addr(), "ddns_dns_doq_retries_total")
 }
 
 /// Waits (at most 30 s) for a log line containing `text`, after the first `seen` lines.

@@ -15,7 +15,9 @@
 //!   [`QUERY_TIMEOUT`], or any unidirectional stream.
 //! - Limits ([`DoqConfig`]): an idle timeout, connections at once (one more is refused with
 //!   CONNECTION_REFUSED before any cryptography), and streams in flight per connection; windows
-//!   sized for queries of at most 64 KiB; no datagrams.
+//!   sized for queries of at most 64 KiB; no datagrams. Past `retry_above_handshakes`
+//!   handshakes under way, a client whose address is unproven gets a stateless QUIC Retry
+//!   first, so forged-source Initials cost a Retry packet, not a handshake.
 //! - TLS 1.3 only (QUIC has no other), ALPN `doq`, the certificate from the resolver the caller
 //!   passes in: ddnsd's shared, SIGHUP-reloaded `TlsCertificate`, so every handshake presents
 //!   whatever certificate is current.
@@ -27,6 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -100,6 +103,11 @@ pub struct DoqConfig {
     /// Queries one connection may have in flight at once (its bidirectional stream limit,
     /// renewed as streams finish). Default 100.
     pub max_streams_per_connection: u32,
+    /// Past this many handshakes under way, a new client is first sent a QUIC Retry and must
+    /// prove it receives at its source address (one more round trip) before any cryptography:
+    /// a flood of Initials from forged addresses then costs a Retry packet each, not a
+    /// handshake. 0: always. Default 100 (a thousand handshakes a second on 100 ms paths).
+    pub retry_above_handshakes: u32,
 }
 
 impl Default for DoqConfig {
@@ -108,6 +116,7 @@ impl Default for DoqConfig {
             idle_timeout_secs: 30,
             max_connections: 10_000,
             max_streams_per_connection: 100,
+            retry_above_handshakes: 100,
         }
     }
 }
@@ -167,8 +176,12 @@ impl DoqServer {
             .local_addr()
             .map_err(|source| DoqError::Bind { addr, source })?;
         let responder = Arc::new(Responder::new(zone));
-        let connections = Arc::new(Semaphore::new(config.max_connections as usize));
-        let accept = tokio::spawn(accept_loop(endpoint.clone(), responder, connections));
+        let admission = Admission {
+            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            handshaking: Arc::new(AtomicUsize::new(0)),
+            retry_above: config.retry_above_handshakes as usize,
+        };
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), responder, admission));
         info!(
             %local_addr,
             max_connections = config.max_connections,
@@ -333,13 +346,53 @@ impl StoresServerSessions for TicketStore {
     }
 }
 
-/// Takes connections until the endpoint closes. It never waits for a client: over the limit a
-/// connection is refused at once; under it, the connection (handshake included) gets a task.
-async fn accept_loop(endpoint: Endpoint, responder: Arc<Responder>, connections: Arc<Semaphore>) {
+/// The gates in front of a handshake.
+struct Admission {
+    connections: Arc<Semaphore>,
+    /// Handshakes under way (each connection's [`Handshaking`] until it completes).
+    handshaking: Arc<AtomicUsize>,
+    retry_above: usize,
+}
+
+/// One handshake under way: counted while it lives.
+struct Handshaking(Arc<AtomicUsize>);
+
+impl Handshaking {
+    fn new(count: &Arc<AtomicUsize>) -> Handshaking {
+        count.fetch_add(1, Ordering::Relaxed);
+        Handshaking(count.clone())
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes connections until the endpoint closes. It never waits for a client: under load an
+/// unproven source is sent a Retry, over the limit a connection is refused at once; otherwise
+/// the connection (handshake included) gets a task.
+async fn accept_loop(endpoint: Endpoint, responder: Arc<Responder>, admission: Admission) {
     while let Some(incoming) = endpoint.accept().await {
-        match connections.clone().try_acquire_owned() {
+        if !incoming.remote_address_validated()
+            && admission.handshaking.load(Ordering::Relaxed) >= admission.retry_above
+        {
+            metrics::counter!("ddns_dns_doq_retries_total").increment(1);
+            if let Err(error) = incoming.retry() {
+                debug!(%error, "DoQ Retry refused");
+            }
+            continue;
+        }
+        match admission.connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(serve_connection(incoming, responder.clone(), permit));
+                let handshaking = Handshaking::new(&admission.handshaking);
+                tokio::spawn(serve_connection(
+                    incoming,
+                    responder.clone(),
+                    permit,
+                    handshaking,
+                ));
             }
             Err(_) => {
                 metrics::counter!("ddns_dns_doq_refused_total").increment(1);
@@ -356,7 +409,9 @@ async fn serve_connection(
     incoming: Incoming,
     responder: Arc<Responder>,
     _permit: OwnedSemaphorePermit,
+    in_handshake: Handshaking,
 ) {
+    let mut in_handshake = Some(in_handshake);
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
@@ -370,7 +425,10 @@ async fn serve_connection(
     let (connection, accepted) = match connecting.into_0rtt() {
         Ok((connection, accepted)) => (connection, Some(accepted)),
         Err(connecting) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
-            Ok(Ok(connection)) => (connection, None),
+            Ok(Ok(connection)) => {
+                in_handshake = None;
+                (connection, None)
+            }
             Ok(Err(error)) => {
                 debug!(%remote, %error, "DoQ handshake failed");
                 return;
@@ -385,6 +443,7 @@ async fn serve_connection(
         if let Some(accepted) = accepted {
             accepted.await;
         }
+        drop(in_handshake);
     });
     tokio::pin!(handshake);
     let mut handshaking = true;
