@@ -40,7 +40,8 @@ struct Cli {
     /// PEM file of the CA certificates to trust.
     #[arg(long)]
     ca: PathBuf,
-    /// A device token (the device API's `mac=` value).
+    /// A device token (the device API's `mac=` value). Other users see it in `ps`: prefer
+    /// --token-file.
     #[arg(long, conflicts_with_all = ["token_file", "host"])]
     token: Option<String>,
     /// A file of device tokens, one per line: one device per line (see --devices).
