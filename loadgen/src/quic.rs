@@ -91,6 +91,8 @@ pub struct QuicConnect {
     pub secs: f64,
     /// Connections lost (each retried after a pause).
     pub lost: u64,
+    /// Why, as the client said it, and how often.
+    pub lost_reasons: BTreeMap<String, u64>,
     /// HELLOs refused (each retried after the longest pause).
     pub refused: u64,
     /// Connections whose record was not the device's name.
@@ -369,6 +371,7 @@ pub async fn run_quic(
         connected: tally.connected,
         secs: connect_secs,
         lost: tally.lost,
+        lost_reasons: tally.lost_reasons.clone(),
         refused: tally.refused,
         unexpected_records: tally.unexpected_records,
         server_rss_before_bytes: server_rss_before,
@@ -589,6 +592,7 @@ struct Tally {
     seen: Vec<bool>,
     connected: u32,
     lost: u64,
+    lost_reasons: BTreeMap<String, u64>,
     refused: u64,
     unexpected_records: u64,
     last_failure: Option<String>,
@@ -609,6 +613,7 @@ impl Tally {
             seen: vec![false; total],
             connected: 0,
             lost: 0,
+            lost_reasons: BTreeMap::new(),
             refused: 0,
             unexpected_records: 0,
             last_failure: None,
@@ -634,6 +639,7 @@ impl Tally {
             }
             Event::Lost(why) => {
                 self.lost += 1;
+                *self.lost_reasons.entry(why.clone()).or_default() += 1;
                 self.last_failure = Some(why.clone());
             }
             Event::Refused(code) => {
@@ -723,6 +729,9 @@ impl fmt::Display for QuicReport {
             c.server_bytes_per_connection / 1024.0,
             c.loadgen_bytes_per_connection / 1024.0
         )?;
+        for (why, count) in &c.lost_reasons {
+            writeln!(out, "          lost ×{count}: {why}")?;
+        }
         writeln!(
             out,
             "idle:     {:.0} s: server CPU {:.2} s, {:.1}% of a core over its own → {:.2} ms per \
