@@ -44,8 +44,7 @@ impl DeviceApi {
         allowed
     }
 
-    /// A device's HELLO: its token opened, its record found. (The connection's admission
-    /// charged its source already.)
+    /// A device's HELLO: its token opened, its record found. (The caller charged its source.)
     pub(crate) async fn channel_hello_device(
         &self,
         token: &str,
