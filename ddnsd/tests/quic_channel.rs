@@ -226,6 +226,29 @@ impl Devices {
         )
     }
 
+    /// A demo device registered as `label` at 127.0.0.2 over HTTP, then connected over QUIC
+    /// as device 0 from a socket of its own there: the socket, the device, its `Connected`.
+    fn connect_registered(
+        &mut self,
+        channel: &Channel,
+        mac: &str,
+        label: &str,
+    ) -> (Endpoint, Device, DeviceEvent) {
+        let token = channel.token("demo", mac);
+        channel.add(&token, label, "127.0.0.2");
+        let endpoint = self.endpoint(IP2);
+        let device = self.spawn(
+            0,
+            &endpoint,
+            channel,
+            DeviceConfig::new(Credential::Device { token }),
+        );
+        let connected = self.wait(Duration::from_secs(10), |e| {
+            matches!(e.event, Event::Connected(_))
+        });
+        (endpoint, device, connected)
+    }
+
     /// The next event that `pick` takes, within `within`; panics with the last events seen.
     fn wait(&mut self, within: Duration, pick: impl Fn(&DeviceEvent) -> bool) -> DeviceEvent {
         let deadline = Instant::now() + within;
@@ -298,19 +321,8 @@ fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) -> D
 fn a_rebind_to_a_new_ip_moves_the_record_and_a_new_port_does_not() {
     let channel = Channel::start(ROOMY, "");
     let mut devices = Devices::new();
-    let token = channel.token("demo", "E0:46:9A:00:00:01");
-    channel.add(&token, "cam", "127.0.0.2");
-
-    let endpoint = devices.endpoint(IP2);
-    let _device = devices.spawn(
-        0,
-        &endpoint,
-        &channel,
-        DeviceConfig::new(Credential::Device { token }),
-    );
-    let connected = devices.wait(Duration::from_secs(10), |e| {
-        matches!(e.event, Event::Connected(_))
-    });
+    let (endpoint, _device, connected) =
+        devices.connect_registered(&channel, "E0:46:9A:00:00:01", "cam");
     assert_eq!(
         connected.event,
         Event::Connected(Some(Record {
@@ -574,16 +586,9 @@ fn a_flood_of_rebinds_is_held_to_the_device_quota() {
         "",
     );
     let mut devices = Devices::new();
-    let token = channel.token("demo", "E0:46:9A:00:00:02");
-    channel.add(&token, "flappy", "127.0.0.2");
-    let endpoint = devices.endpoint(IP2);
-    let _device = devices.spawn(
-        0,
-        &endpoint,
-        &channel,
-        DeviceConfig::new(Credential::Device { token }),
-    );
-    devices.wait(Duration::from_secs(10), connected_at(IP2));
+    let (endpoint, _device, connected) =
+        devices.connect_registered(&channel, "E0:46:9A:00:00:02", "flappy");
+    assert!(connected_at(IP2)(&connected), "{connected:?}");
     let before = channel.events().len();
 
     // Ten addresses in two seconds: none holds long enough to be published but the last.
