@@ -68,6 +68,20 @@ impl Cluster {
         cluster
     }
 
+    /// The last lines of every dns node's log (for a failure's message).
+    fn dns_logs(&self) -> String {
+        let mut logs = String::new();
+        for name in ["dns1", "dns2"] {
+            let path = self.dir.path().join(format!("{name}.log"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| format!("({e})"));
+            let lines: Vec<&str> = text.lines().collect();
+            logs += &format!("--- {}, last 30 lines:\n", path.display());
+            logs += &lines[lines.len().saturating_sub(30)..].join("\n");
+            logs.push('\n');
+        }
+        logs
+    }
+
     fn path(&self) -> String {
         self.dir.path().display().to_string()
     }
@@ -215,11 +229,16 @@ fn field(text: &str, kind: &str) -> SocketAddr {
 
 /// The A answer of `name` at `dns` (empty when none), via the real dig.
 fn a_record(dns: SocketAddr, name: &str) -> Vec<String> {
-    dig(dns, &[name, "A", "+short"])
+    try_a_record(dns, name).unwrap_or_else(|why| panic!("dig {name} A at {dns}: {why}"))
+}
+
+/// [`a_record`], or why dig got no answer.
+fn try_a_record(dns: SocketAddr, name: &str) -> Result<Vec<String>, String> {
+    Ok(try_dig(dns, &[name, "A", "+short"])?
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 /// Waits (at most 20 s) until every dns node answers `name` with `want` (empty: no address).
@@ -526,7 +545,21 @@ fn writes_survive(faults: impl FnOnce(&mut Cluster)) {
         let deadline = Instant::now() + Duration::from_secs(30);
         for dns in &cluster.dns {
             loop {
-                let got = a_record(*dns, &name);
+                // What this test asks is durability, not DNS during the faults: a dig that got no
+                // answer is retried until the deadline (said on stderr, with the nodes' logs if
+                // the deadline passes).
+                let got = match try_a_record(*dns, &name) {
+                    Ok(got) => got,
+                    Err(why) => {
+                        eprintln!("{name} at {dns}: no answer: {why}");
+                        assert!(
+                            Instant::now() < deadline,
+                            "{name} at {dns}: {why}\n{}",
+                            cluster.dns_logs()
+                        );
+                        continue;
+                    }
+                };
                 // Unacknowledged appends may land late (the producer retries them): wait for the
                 // device's last one, acknowledged or not.
                 let last = sent.unacked_since.last().or(sent.acked.as_ref());

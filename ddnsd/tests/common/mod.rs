@@ -296,6 +296,12 @@ pub fn metric(metrics: SocketAddr, prefix: &str) -> u64 {
 
 /// Runs the real `dig` against `server`.
 pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    try_dig(server, args).unwrap_or_else(|why| panic!("dig {args:?}: {why}"))
+}
+
+/// Runs the real `dig` against `server`: its output, or what it said when it got no answer
+/// (a timeout, a refused port).
+pub fn try_dig(server: SocketAddr, args: &[&str]) -> Result<String, String> {
     let out = Command::new("dig")
         .arg(format!("@{}", server.ip()))
         .args([
@@ -308,12 +314,17 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("dig runs (apt-get install bind9-dnsutils)");
-    assert!(
-        out.status.success(),
-        "dig {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        // dig says why on stdout (";; connection timed out; no servers could be reached").
+        Err(format!(
+            "{} {}",
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// The status dig reports (`NOERROR`, `NXDOMAIN`, …).
