@@ -288,6 +288,22 @@ impl Devices {
     }
 }
 
+/// The server started again on the data dir and config of a stopped one, with the channel on
+/// the same address (where its devices reconnect).
+fn start_again(
+    config: &std::path::Path,
+    config_text: &str,
+    data: &std::path::Path,
+    quic: SocketAddr,
+) -> Server {
+    let config_text = config_text.replace(
+        "quic_listen = \"127.0.0.1:0\"",
+        &format!("quic_listen = \"{quic}\""),
+    );
+    std::fs::write(config, config_text).expect("config written");
+    Server::start(data, Some(config))
+}
+
 /// Binds a new socket on `ip` and moves `endpoint` to it: what a NAT or an ISP does to the
 /// device's address.
 fn rebind(devices: &Devices, endpoint: &Endpoint, ip: Ipv4Addr) {
@@ -1237,12 +1253,7 @@ fn every_device_reconnects_after_a_restart_at_the_admission_rate() {
             .any(|l| l.contains("ddnsd stopped"))
     });
     drop(server);
-    let config_text = config_text.replace(
-        "quic_listen = \"127.0.0.1:0\"",
-        &format!("quic_listen = \"{quic}\""),
-    );
-    std::fs::write(&config, config_text).expect("config written");
-    let server = Server::start(&data, Some(&config));
+    let server = start_again(&config, &config_text, &data, quic);
     let up_after = restart_at.elapsed();
     assert_eq!(server.ready_field("quic"), quic);
     let again = connect_all(
@@ -1323,12 +1334,7 @@ fn after_a_crash_devices_learn_of_it_from_a_stateless_reset() {
     // No close reaches the devices: their connections just stop being answered.
     server.kill9();
     let crashed_at = Instant::now();
-    let config_text = config_text.replace(
-        "quic_listen = \"127.0.0.1:0\"",
-        &format!("quic_listen = \"{quic}\""),
-    );
-    std::fs::write(&config, config_text).expect("config written");
-    let server = Server::start(&data, Some(&config));
+    let server = start_again(&config, &config_text, &data, quic);
     let mut back = HashSet::new();
     while back.len() < N {
         let event = devices.wait(Duration::from_secs(20), connected_at(IP2));

@@ -533,7 +533,7 @@ struct DeviceRequest<'q> {
 }
 
 /// The code of `reply`, as counted in metrics.
-fn code_of(reply: &Reply) -> &'static str {
+pub(crate) fn code_of(reply: &Reply) -> &'static str {
     match reply {
         Reply::InvalidHostname => "01",
         Reply::InvalidMac => "02",

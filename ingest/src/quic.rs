@@ -87,7 +87,7 @@ use tracing::{debug, info};
 
 use self::watch::{INITIAL_RTT, Seen, Watch};
 use crate::DeviceApi;
-use crate::device_api::{ChannelRecord, Owner};
+use crate::device_api::{ChannelRecord, Owner, code_of};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -859,22 +859,8 @@ fn wire_record(record: &ChannelRecord) -> Record {
 
 /// Counts a reply of the channel beside the device API's (`path` = `quic_hello`, …).
 fn count(path: &'static str, reply: &Reply) {
-    let code = match reply {
-        Reply::InvalidHostname => "01",
-        Reply::InvalidMac => "02",
-        Reply::InvalidIp => "04",
-        Reply::NameTaken => "07",
-        Reply::NoChange => "08",
-        Reply::Modified => "09",
-        Reply::Created(_) => "10",
-        Reply::Flood => "911",
-        Reply::ServerError => "12",
-        Reply::NotFound => "13",
-        Reply::Registered(_) => "14",
-        Reply::Deleted => "15",
-        Reply::DeleteFailed => "16",
-    };
-    metrics::counter!("ddns_ingest_replies_total", "path" => path, "code" => code).increment(1);
+    metrics::counter!("ddns_ingest_replies_total", "path" => path, "code" => code_of(reply))
+        .increment(1);
 }
 
 /// Closes `connection` with PROTOCOL_ERROR, counted and logged at debug (a log line per bad
